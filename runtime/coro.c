@@ -1,0 +1,389 @@
+/*
+ * coro.c - coroutine objects: allocation, spawn, exit, join, cancel.
+ *
+ * Objects come from 64 KiB slabs that live until braid_run returns (so a
+ * dump can walk every object ever handed out without locks), through a
+ * per-worker cache of free objects that trades batches with a global free
+ * list under free_lock.
+ *
+ * Join protocol (coro->lk): the exiting coroutine sets done and takes the
+ * joiner pointer under lk, then completes the joiner's waiter.  A joiner
+ * checks done and publishes itself under lk, so one of the two sees the
+ * other.  result is written before done and read after it (lk orders it).
+ *
+ * References: a running coroutine holds one, an undetached handle one.
+ * The last braid__coro_unref recycles the object (its stack is already
+ * back in the pool: the exit's deferred action returns it).
+ */
+#include "runtime.h"
+#include "waiter.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SLAB_BYTES (64u << 10)
+#define CACHE_MAX 64
+#define CACHE_MOVE 32
+
+struct braid__coro_cache {
+    braid__coro *free;       /* owner only */
+    size_t n;
+};
+
+typedef struct cslab { struct cslab *next; size_t n; braid__coro objs[]; } cslab;
+
+static struct {
+    braid__spin lock;         /* protects everything below */
+    braid__coro *free;
+    cslab *slabs;
+    _Atomic int fail_next;
+} P;
+
+void braid__coro_fail_next(int n);
+void braid__coro_fail_next(int n) { st_relaxed(&P.fail_next, n); }
+
+/* Carve a slab onto the global free list.  P.lock held. */
+static int grow(void)
+{
+    if (atomic_load(&P.fail_next) > 0 && atomic_fetch_sub(&P.fail_next, 1) > 0)
+        return -ENOMEM;
+    cslab *s = mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s == MAP_FAILED) return -ENOMEM;
+    s->n = (SLAB_BYTES - sizeof *s) / sizeof(braid__coro);
+    for (size_t i = s->n; i-- > 0;) {
+        s->objs[i].link = P.free;
+        P.free = &s->objs[i];
+    }
+    s->next = P.slabs;
+    P.slabs = s;
+    return 0;
+}
+
+braid__coro *braid__coro_alloc(braid__coro_cache *c)
+{
+    braid__coro *co;
+    if (c && c->free) {
+        co = c->free;
+        c->free = co->link;
+        c->n--;
+        return co;
+    }
+    braid__spin_lock(&P.lock);
+    if (!P.free && grow() < 0) {
+        braid__spin_unlock(&P.lock);
+        return NULL;
+    }
+    co = P.free;
+    P.free = co->link;
+    for (size_t i = 0; c && i < CACHE_MOVE && P.free; i++) {
+        braid__coro *x = P.free;
+        P.free = x->link;
+        x->link = c->free;
+        c->free = x;
+        c->n++;
+    }
+    braid__spin_unlock(&P.lock);
+    return co;
+}
+
+void braid__coro_free(braid__coro_cache *c, braid__coro *co)
+{
+    st_relaxed(&co->state, CORO_FREE);
+    if (c && c->n < CACHE_MAX) {
+        co->link = c->free;
+        c->free = co;
+        c->n++;
+        return;
+    }
+    braid__spin_lock(&P.lock);
+    co->link = P.free;
+    P.free = co;
+    for (size_t i = 0; c && i < CACHE_MOVE; i++) {
+        braid__coro *x = c->free;
+        c->free = x->link;
+        c->n--;
+        x->link = P.free;
+        P.free = x;
+    }
+    braid__spin_unlock(&P.lock);
+}
+
+braid__coro_cache *braid__coro_cache_new(void)
+{
+    return calloc(1, sizeof(braid__coro_cache));
+}
+
+void braid__coro_cache_free(braid__coro_cache *c)
+{
+    if (!c) return;
+    braid__spin_lock(&P.lock);
+    while (c->free) {
+        braid__coro *x = c->free;
+        c->free = x->link;
+        x->link = P.free;
+        P.free = x;
+    }
+    braid__spin_unlock(&P.lock);
+    free(c);
+}
+
+void braid__coro_each(void (*fn)(braid__coro *, void *), void *arg)
+{
+    for (cslab *s = P.slabs; s; s = s->next)
+        for (size_t i = 0; i < s->n; i++)
+            fn(&s->objs[i], arg);
+}
+
+void braid__coros_release_all(void)
+{
+    braid__spin_lock(&P.lock);
+    for (cslab *s = P.slabs, *nx; s; s = nx) {
+        nx = s->next;
+        munmap(s, SLAB_BYTES);
+    }
+    P.slabs = NULL;
+    P.free = NULL;
+    braid__spin_unlock(&P.lock);
+}
+
+/* ---- spawn ------------------------------------------------------------- */
+
+static braid__coro_cache *my_cache(void)
+{
+    braid__worker *w = braid__worker_self();
+    return w ? w->coros : NULL;
+}
+
+static braid__stack_cache *my_stacks(void)
+{
+    braid__worker *w = braid__worker_self();
+    return w ? w->stacks : NULL;
+}
+
+/* Build a coroutine; not yet runnable.  NULL with *err set on failure. */
+static braid__coro *coro_new(void *(*fn)(void *), void *arg,
+                             const braid_attr *attr, unsigned flags, int *err)
+{
+    size_t size = braid__rt.stack_size;
+    if (attr && attr->stack_size) size = braid__stack_round(attr->stack_size);
+    *err = braid__stack_reserve(my_stacks(), size);
+    if (*err < 0) return NULL;
+    braid__coro *c = braid__coro_alloc(my_cache());
+    if (!c) {
+        braid__stack_unreserve(my_stacks(), size);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    memset(c, 0, offsetof(braid__coro, id));
+    c->stack_size = size;
+    c->fn = fn;
+    c->arg = arg;
+    c->flags = flags;
+    st_relaxed(&c->refs, (flags & CORO_DETACHED) ? 1 : 2);
+    c->id = atomic_fetch_add_explicit(&braid__rt.next_id, 1,
+                                      memory_order_relaxed) + 1;
+    c->name = attr ? attr->name : NULL;
+    c->lk = (braid__spin)BRAID__SPIN_INIT;
+    c->done = false;
+    c->waiter = c->joiner = NULL;
+    c->since = 0;
+    c->ticks = 0;
+    c->worker = -1;
+    st_relaxed(&c->state, CORO_NEW);
+    atomic_fetch_add_explicit(&braid__rt.live, 1, memory_order_relaxed);
+    braid__worker *w = braid__worker_self();
+    if (w) add_relaxed(&w->spawned, 1);
+    return c;
+}
+
+braid__coro *braid__coro_spawn(void *(*fn)(void *), void *arg,
+                               const braid_attr *attr, unsigned flags, int *err);
+braid__coro *braid__coro_spawn(void *(*fn)(void *), void *arg,
+                               const braid_attr *attr, unsigned flags, int *err)
+{
+    braid__coro *c = coro_new(fn, arg, attr, flags, err);
+    if (c) braid__sched_push(c);
+    return c;
+}
+
+static int check_attr(const braid_attr *a)
+{
+    if (!a || a->stack_size == 0) return 0;
+    if (a->stack_size < BRAID_STACK_MIN || a->stack_size > BRAID_STACK_MAX)
+        return -EINVAL;
+    return 0;
+}
+
+BRAID_EXPORT int braid_go(void (*fn)(void *), void *arg)
+{
+    if (!fn) return -EINVAL;
+    if (!braid__running()) return -EPERM;
+    int err;
+    braid__coro_spawn((void *(*)(void *))(void (*)(void))fn, arg, NULL,
+                      CORO_DETACHED | CORO_GO, &err);
+    return err;
+}
+
+BRAID_EXPORT int braid_spawn(braid_task **t, void *(*fn)(void *), void *arg,
+                             const braid_attr *attr)
+{
+    if (!t || !fn || check_attr(attr)) return -EINVAL;
+    if (!braid__running()) return -EPERM;
+    int err;
+    braid__coro *c = braid__coro_spawn(fn, arg, attr, 0, &err);
+    if (c) *t = (braid_task *)c;
+    return err;
+}
+
+/* ---- run and exit ---------------------------------------------------------- */
+
+void braid__coro_finish(braid__coro *c, void (*after)(void *));
+void braid__coro_run(braid__coro *c);
+void braid__main_done(braid__coro *c);
+
+void braid__coro_unref(braid__coro *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        braid__coro_free(my_cache(), c);
+}
+
+/* Deferred action of an exit: c is off its stack now. */
+static void exited(void *arg)
+{
+    braid__coro *c = arg;
+    braid__worker *w = braid__worker_self();
+#ifdef BRAID_TSAN
+    __tsan_destroy_fiber(c->tsan_fiber);
+#endif
+    braid__stack_put(w->stacks, &c->stack);
+    c->stack.lo = NULL;
+    add_relaxed(&w->completed, 1);
+    atomic_fetch_sub_explicit(&braid__rt.live, 1, memory_order_relaxed);
+    if (c->flags & CORO_MAIN) braid__main_done(c);
+    braid__coro_unref(c);
+}
+
+static void check_redzone(braid__coro *c)
+{
+    const uint64_t *z = (const uint64_t *)((char *)c->stack.lo + 4096) - 8;
+    for (int i = 0; i < 8; i++)
+        if (z[i])
+            braid__panic("coroutine %llu (%s) overflowed its %zu-byte stack",
+                         (unsigned long long)c->id,
+                         c->name ? c->name : "unnamed", c->stack.size);
+}
+
+void braid__coro_run(braid__coro *c)
+{
+    if (c->flags & CORO_GO)
+        ((void (*)(void *))(void (*)(void))c->fn)(c->arg);
+    else
+        c->result = c->fn(c->arg);
+    check_redzone(c);
+    /* Claim under lk: a joiner that timed out takes lk before it returns,
+       so its waiter cannot vanish under our CAS. */
+    braid__spin_lock(&c->lk);
+    c->done = true;
+    braid__waiter *j = c->joiner;
+    bool won = j && braid__waiter_claim(j, 0);
+    braid__spin_unlock(&c->lk);
+    if (won) braid__waiter_wake(j, NULL);
+    st_relaxed(&c->state, CORO_DONE);
+    braid__coro_finish(c, exited);
+}
+
+/* ---- join, detach, cancel ---------------------------------------------------- */
+
+BRAID_EXPORT int braid_join(braid_task *t, void **result, int64_t deadline)
+{
+    braid__coro *c = (braid__coro *)t;
+    if (!c || c == braid__current() || (c->flags & CORO_DETACHED))
+        return -EINVAL;
+    if (braid__forked_child()) return -EPERM;
+    braid__waiter w;
+    braid__waiter_init(&w, "join", c);
+    braid__spin_lock(&c->lk);
+    if (!c->done) {
+        if (c->joiner) {
+            braid__spin_unlock(&c->lk);
+            return -EBUSY;
+        }
+        if (deadline >= 0 && deadline <= braid_now()) {
+            braid__spin_unlock(&c->lk);
+            return -EAGAIN;
+        }
+        c->joiner = &w;
+        braid__spin_unlock(&c->lk);
+        int r = braid__waiter_wait(&w, deadline);
+        braid__spin_lock(&c->lk);
+        c->joiner = NULL;
+        if (r < 0 && !c->done) {
+            braid__spin_unlock(&c->lk);
+            return r;
+        }
+    }
+    braid__spin_unlock(&c->lk);
+    if (result) *result = c->result;
+    c->flags |= CORO_DETACHED;
+    braid__coro_unref(c);
+    return 0;
+}
+
+BRAID_EXPORT int braid_detach(braid_task *t)
+{
+    braid__coro *c = (braid__coro *)t;
+    if (!c || (c->flags & CORO_DETACHED)) return -EINVAL;
+    braid__spin_lock(&c->lk);
+    c->flags |= CORO_DETACHED;
+    braid__spin_unlock(&c->lk);
+    braid__coro_unref(c);
+    return 0;
+}
+
+BRAID_EXPORT int braid_cancel(braid_task *t)
+{
+    braid__coro *c = (braid__coro *)t;
+    if (!c) return -EINVAL;
+    atomic_store(&c->cancelled, 1);
+    braid__spin_lock(&c->lk);
+    braid__waiter *w = c->waiter;
+    bool won = w && braid__waiter_claim(w, -ECANCELED);
+    braid__spin_unlock(&c->lk);
+    if (won) braid__waiter_wake(w, NULL);
+    return 0;
+}
+
+BRAID_EXPORT int braid_cancelled(void)
+{
+    braid__coro *c = braid__current();
+    return c ? atomic_load_explicit(&c->cancelled, memory_order_relaxed) : 0;
+}
+
+BRAID_EXPORT braid_task *braid_self(void)
+{
+    return (braid_task *)braid__current();
+}
+
+BRAID_EXPORT int braid_attr_init(braid_attr *a)
+{
+    if (!a) return -EINVAL;
+    memset(a, 0, sizeof *a);
+    return 0;
+}
+
+BRAID_EXPORT int braid_attr_set_stack_size(braid_attr *a, size_t size)
+{
+    if (!a || (size && (size < BRAID_STACK_MIN || size > BRAID_STACK_MAX)))
+        return -EINVAL;
+    a->stack_size = size;
+    return 0;
+}
+
+BRAID_EXPORT int braid_attr_set_name(braid_attr *a, const char *name)
+{
+    if (!a) return -EINVAL;
+    a->name = name;
+    return 0;
+}

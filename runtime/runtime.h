@@ -1,0 +1,111 @@
+/*
+ * runtime.h - the running runtime: workers and the state they share.
+ *
+ * Scheduler invariants (sched.c implements them):
+ *  - A runnable coroutine is in exactly one place: a worker's next slot, a
+ *    worker's ring, the global queue, a batch in flight, or being switched
+ *    to.  A coroutine is made runnable only after its switch-out completed
+ *    (the deferred action of braid__park, the waiter's park handshake).
+ *  - nspinning counts workers looking for work without being parked; a new
+ *    runnable coroutine that another worker could take wakes a parked
+ *    worker only when nspinning == 0 (wakep), and the woken worker starts
+ *    out spinning.  A worker going to sleep first publishes itself idle,
+ *    stops spinning, then re-checks every queue (seq_cst on both sides):
+ *    a push that raced with it is seen either by the pusher's wakep (it sees
+ *    npidle > 0) or by the sleeper's re-check.
+ *  - Deadlock: checked under idle_lock by the last worker to go idle.  The
+ *    sources count is read before the queues; a waker queues the coroutine
+ *    before it drops its source, so sources == 0 and empty queues, seen in
+ *    that order, mean nothing can ever run again.
+ * Lock order: see common.h.
+ */
+#ifndef BRAID_RUNTIME_H
+#define BRAID_RUNTIME_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <ck_ring.h>
+
+#include "common.h"
+#include "context.h"
+#include "coro.h"
+#include "sched.h"
+#include "stack.h"
+
+#define RUNQ_SIZE 256          /* ring slots per worker (power of two) */
+#define GLOBAL_EVERY 61        /* look at the global queue every k ticks */
+#define NEXT_STREAK 16         /* next-slot runs in a row before the ring */
+
+struct braid__worker {
+    /* Owner only. */
+    braid__coro *cur;              /* running coroutine, NULL on idle ctx */
+    braid__ctx idle_ctx;           /* the thread's own stack: find work */
+    void (*after)(void *);         /* deferred action, see braid__park */
+    void *after_arg;
+    unsigned tick;
+    unsigned streak;               /* next-slot runs in a row */
+    uint64_t rng;
+    braid__stack_cache *stacks;
+    braid__coro_cache *coros;
+    unsigned id;
+    bool spinning;                 /* counted in rt.nspinning */
+    /* Shared with thieves. */
+    _Atomic(braid__coro *) next BRAID_ALIGNED; /* owner xchg; thief CAS */
+    ck_ring_t ring BRAID_ALIGNED;  /* owner enqueues; anyone dequeues */
+    ck_ring_buffer_t buf[RUNQ_SIZE];
+    /* Parking: park word 0 = asleep or running, 1 = woken (futex). */
+    _Atomic uint32_t park BRAID_ALIGNED;
+    struct braid__worker *idle_next;   /* rt.idle_lock */
+    bool idle;                         /* rt.idle_lock */
+    /* Counters: owner writes (relaxed), anyone reads. */
+    _Atomic uint64_t switches, steals, parks, spawned, completed;
+    uint64_t seen_switches;        /* monitor only */
+    pthread_t thread;
+    void *altstack;
+#ifdef BRAID_ASAN
+    const void *idle_bottom;
+    size_t idle_size;
+    void *idle_fake;
+#endif
+#ifdef BRAID_TSAN
+    void *idle_fiber;
+#endif
+};
+
+struct braid__rt {
+    unsigned nworkers;             /* immutable while running */
+    braid__worker **workers;       /* immutable while running */
+    size_t stack_size;             /* default, rounded; immutable */
+    unsigned no_deadlock_check;
+    _Atomic int running;           /* 1 between start and stop */
+    _Atomic int stopping;
+    _Atomic int result;            /* braid_run's return value */
+    _Atomic uint32_t done;         /* futex: braid_run waits for 1 */
+    /* Global queue: spinlock-protected FIFO. */
+    braid__spin gq_lock;
+    braid__coro *gq_head, *gq_tail;    /* gq_lock */
+    _Atomic size_t gq_n;               /* written under gq_lock */
+    /* Idle workers. */
+    braid__spin idle_lock;
+    braid__worker *idle_head;          /* idle_lock */
+    _Atomic unsigned npidle;           /* written under idle_lock */
+    _Atomic unsigned nspinning;
+    _Atomic long sources;              /* see braid__source_add */
+    _Atomic long live;                 /* coroutines not yet finished */
+    _Atomic uint64_t next_id;
+    _Atomic uint64_t global_pushes, polls;
+    braid__coro *main;
+    struct sigaction old_segv, old_bus;
+};
+
+extern struct braid__rt braid__rt;
+
+/* sched.c, for runtime.c */
+int  braid__sched_start(void);
+void braid__sched_stop(void);
+void braid__sched_push(braid__coro *c);     /* newly spawned */
+void braid__coro_start(braid__coro *c);     /* first run: stack + ctx */
+uint64_t braid__sched_counter(size_t off);  /* sum a worker counter */
+bool braid__forked_child(void);
+
+#endif

@@ -1,0 +1,759 @@
+/*
+ * sched.c - workers, run queues, stealing, parking, the switch.
+ *
+ * Each worker owns a bounded ring (ck_ring, single producer = the owner,
+ * many consumers = the owner and thieves) and a one-slot "next" for the
+ * coroutine it readied last.  A global FIFO behind a spinlock takes spawns
+ * from plain threads, ring overflow (half the ring moves at once) and
+ * batches from the I/O thread; a worker looks at it every GLOBAL_EVERY
+ * ticks and whenever its own queues are empty.  Idle workers steal half of
+ * a random victim's ring, spin a few rounds, then park on a futex.  The
+ * spinning/parking protocol and the deadlock rule are in runtime.h.
+ *
+ * Switching: a coroutine that stops running (park, yield, exit) picks its
+ * successor from its worker's own queues and switches to it directly, or
+ * to the worker's idle context (the thread's own stack) which steals or
+ * sleeps.  What must happen only once the coroutine is off its stack (make
+ * it runnable again, publish that it is parked, free its stack) is the
+ * deferred action w->after, run by whichever context runs next on that
+ * worker, before anything else.
+ *
+ * Ordering: a coroutine handed to another worker goes through the ring
+ * (ck_ring publishes the slot with a release store, a consumer's CAS
+ * acquires), the global queue lock, or the next slot (xchg/CAS, acq_rel).
+ * Every switch on a worker is bracketed by TSan release/acquire on the
+ * worker, and every queue hand-off by release/acquire on the coroutine.
+ */
+#include "runtime.h"
+#include "timer.h"
+#include "waiter.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef BRAID_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef BRAID_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+struct braid__rt braid__rt;
+
+static __thread braid__worker *tls_worker;
+
+__attribute__((noinline)) braid__worker *braid__worker_self(void)
+{
+    braid__worker *w = tls_worker;
+    __asm__ __volatile__("" ::: "memory");
+    return w;
+}
+
+__attribute__((noinline)) braid__coro *braid__current(void)
+{
+    braid__worker *w = tls_worker;
+    __asm__ __volatile__("" ::: "memory");
+    return w ? w->cur : NULL;
+}
+
+/* errno through a call the compiler cannot fold: __errno_location is
+   declared const, so its address could be reused across a migration. */
+__attribute__((noinline)) static int *errno_slot(void)
+{
+    int *p = &errno;
+    __asm__ __volatile__("" : "+r"(p));
+    return p;
+}
+
+static uint32_t rnd(braid__worker *w)
+{
+    uint64_t x = w->rng;     /* xorshift64* */
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    w->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* ---- global queue ------------------------------------------------------ */
+
+static void gq_push_list(braid__coro *head, braid__coro *tail, size_t n)
+{
+    braid__spin_lock(&braid__rt.gq_lock);
+    if (braid__rt.gq_tail) braid__rt.gq_tail->link = head;
+    else braid__rt.gq_head = head;
+    braid__rt.gq_tail = tail;
+    tail->link = NULL;
+    atomic_store(&braid__rt.gq_n, ld_relaxed(&braid__rt.gq_n) + n);
+    braid__spin_unlock(&braid__rt.gq_lock);
+    add_relaxed(&braid__rt.global_pushes, n);
+}
+
+/* Take up to max coroutines from the global queue; the first is returned,
+   the rest go to w's ring.  Owner only. */
+static braid__coro *gq_take(braid__worker *w, size_t max)
+{
+    if (ld_relaxed(&braid__rt.gq_n) == 0) return NULL;
+    braid__spin_lock(&braid__rt.gq_lock);
+    size_t n = ld_relaxed(&braid__rt.gq_n);
+    size_t room = RUNQ_SIZE - 1 - ck_ring_size(&w->ring);
+    size_t k = n / braid__rt.nworkers + 1;
+    if (k > max) k = max;
+    if (k > room + 1) k = room + 1;
+    if (k > n) k = n;
+    if (k == 0) {
+        braid__spin_unlock(&braid__rt.gq_lock);
+        return NULL;
+    }
+    braid__coro *first = braid__rt.gq_head, *last = first;
+    for (size_t i = 1; i < k; i++) last = last->link;
+    braid__rt.gq_head = last->link;
+    if (!braid__rt.gq_head) braid__rt.gq_tail = NULL;
+    atomic_store(&braid__rt.gq_n, n - k);
+    braid__spin_unlock(&braid__rt.gq_lock);
+    braid__coro *c = first->link;
+    for (size_t i = 1; i < k; i++) {
+        braid__coro *nx = c->link;
+        ck_ring_enqueue_spmc(&w->ring, w->buf, c);  /* room was checked */
+        c = nx;
+    }
+    braid__tsan_acquire(first);
+    return first;
+}
+
+/* ---- local queues -------------------------------------------------------- */
+
+/* Push c to w's ring; on overflow move half of the ring and c to the
+   global queue.  Owner only. */
+static void runq_push_owner(braid__worker *w, braid__coro *c)
+{
+    braid__tsan_release(c);
+    if (likely(ck_ring_enqueue_spmc(&w->ring, w->buf, c)))
+        return;
+    braid__coro *head = c, *tail = c;
+    size_t n = 1;
+    for (unsigned i = 0; i < RUNQ_SIZE / 2; i++) {
+        braid__coro *o;
+        if (!ck_ring_dequeue_spmc(&w->ring, w->buf, &o)) break;
+        tail->link = o;
+        tail = o;
+        n++;
+    }
+    gq_push_list(head, tail, n);
+}
+
+static braid__coro *runq_pop_owner(braid__worker *w)
+{
+    braid__coro *c;
+    if (!ck_ring_dequeue_spmc(&w->ring, w->buf, &c)) return NULL;
+    braid__tsan_acquire(c);
+    return c;
+}
+
+/* Move half of victim's ring into w's; return one to run.  stuck: the
+   victim has not switched since we last looked, so its next slot is fair
+   game too. */
+static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
+{
+    unsigned n = ck_ring_size(&v->ring);
+    braid__coro *first = NULL, *c;
+    unsigned k = n - n / 2;
+    for (unsigned i = 0; i < k; i++) {
+        if (!ck_ring_trydequeue_spmc(&v->ring, v->buf, &c)) break;
+        braid__tsan_acquire(c);
+        if (!first) { first = c; continue; }
+        braid__tsan_release(c);
+        if (!ck_ring_enqueue_spmc(&w->ring, w->buf, c)) { /* cannot happen: */
+            gq_push_list(c, c, 1);                      /* we were empty */
+        }
+    }
+    if (!first && stuck) {
+        c = ld_acquire(&v->next);
+        if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
+            braid__tsan_acquire(c);
+            first = c;
+        }
+    }
+    if (first) add_relaxed(&w->steals, 1 + ck_ring_size(&w->ring));
+    return first;
+}
+
+/* Next coroutine to run from w's own queues, or NULL.  Owner only. */
+static braid__coro *pick_local(braid__worker *w)
+{
+    braid__coro *c;
+    if (unlikely(++w->tick % GLOBAL_EVERY == 0) && (c = gq_take(w, 1)))
+        goto ran_other;
+    if (w->streak < NEXT_STREAK || ck_ring_size(&w->ring) == 0) {
+        if (ld_relaxed(&w->next) &&
+            (c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
+            w->streak++;
+            braid__tsan_acquire(c);
+            return c;
+        }
+    }
+    if ((c = runq_pop_owner(w)) || (c = gq_take(w, RUNQ_SIZE / 2)))
+        goto ran_other;
+    if ((c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
+        braid__tsan_acquire(c);
+        return c;
+    }
+    return NULL;
+ran_other:
+    w->streak = 0;
+    return c;
+}
+
+/* ---- waking workers ------------------------------------------------------ */
+
+static void idle_push(braid__worker *w);
+static bool idle_remove(braid__worker *w);
+static braid__worker *idle_pop(void);
+
+static void wake_worker(braid__worker *w)
+{
+    st_release(&w->park, 1);
+    braid__futex_wake(&w->park, 1);
+}
+
+/* Wake a parked worker to look for work, unless one is already spinning
+   (it will find the work, and hands over when it does: see found()). */
+static void wakep(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);  /* pairs with park_worker */
+    if (ld_relaxed(&braid__rt.nspinning) != 0 ||
+        ld_relaxed(&braid__rt.npidle) == 0)
+        return;
+    unsigned zero = 0;
+    if (!atomic_compare_exchange_strong(&braid__rt.nspinning, &zero, 1))
+        return;
+    braid__worker *w = idle_pop();
+    if (!w) {
+        atomic_fetch_sub(&braid__rt.nspinning, 1);
+        return;
+    }
+    w->spinning = true;        /* read by w after it wakes (futex word) */
+    wake_worker(w);
+}
+
+void braid__ready(braid__coro *c)
+{
+    if (c->stack.lo) st_relaxed(&c->state, CORO_RUNNABLE);  /* else NEW */
+    braid__worker *w = braid__worker_self();
+    if (w && !w->cur) {         /* the idle context: it looks here next */
+        runq_push_owner(w, c);
+        return;
+    }
+    if (w) {
+        braid__tsan_release(c);
+        braid__coro *old = atomic_exchange_explicit(&w->next, c,
+                                                    memory_order_acq_rel);
+        if (!old) return;       /* runs as soon as we stop: no wake needed */
+        braid__tsan_acquire(old);
+        runq_push_owner(w, old);
+        wakep();
+        return;
+    }
+    braid__tsan_release(c);
+    gq_push_list(c, c, 1);
+    wakep();
+}
+
+void braid__sched_push(braid__coro *c)
+{
+    braid__ready(c);
+}
+
+void braid__batch_add(braid__batch *b, braid__coro *c)
+{
+    c->link = NULL;
+    if (b->tail) b->tail->link = c; else b->head = c;
+    b->tail = c;
+    b->n++;
+}
+
+void braid__ready_batch(braid__batch *b)
+{
+    if (!b->n) return;
+    for (braid__coro *c = b->head; c; c = c->link) {
+        st_relaxed(&c->state, CORO_RUNNABLE);
+        braid__tsan_release(c);
+    }
+    gq_push_list(b->head, b->tail, b->n);
+    size_t n = b->n;
+    b->head = b->tail = NULL;
+    b->n = 0;
+    /* One spinner per batch is Go's rule; it hands over to the next when it
+       finds work, so a big batch spreads without a thundering herd. */
+    (void)n;
+    wakep();
+}
+
+/* ---- the switch ----------------------------------------------------------- */
+
+static void run_after(braid__worker *w)
+{
+    void (*fn)(void *) = w->after;
+    if (fn) {
+        w->after = NULL;
+        fn(w->after_arg);
+    }
+}
+
+/* Annotations and the register switch.  fromc/toc NULL mean the idle
+   context.  dying: fromc never runs again. */
+static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
+                       bool dying)
+{
+    braid__ctx *from = fromc ? &fromc->ctx : &w->idle_ctx;
+    braid__ctx *to = toc ? &toc->ctx : &w->idle_ctx;
+    add_relaxed(&w->switches, 1);
+#ifdef BRAID_ASAN
+    void **fake = dying ? NULL : fromc ? &fromc->asan_fake : &w->idle_fake;
+    __sanitizer_start_switch_fiber(fake, toc ? toc->stack.lo : w->idle_bottom,
+                                   toc ? toc->stack.size : w->idle_size);
+#endif
+#ifdef BRAID_TSAN
+    __tsan_release(w);
+    __tsan_switch_to_fiber(toc ? toc->tsan_fiber : w->idle_fiber,
+                           __tsan_switch_to_fiber_no_sync);
+#endif
+    (void)dying;
+    braid__ctx_switch(from, to);
+}
+
+/* First thing a context does after being switched to. */
+static braid__worker *resumed(braid__coro *self)
+{
+    braid__worker *w = braid__worker_self();
+#ifdef BRAID_ASAN
+    __sanitizer_finish_switch_fiber(self ? self->asan_fake : w->idle_fake,
+                                    NULL, NULL);
+#endif
+#ifdef BRAID_TSAN
+    __tsan_acquire(w);
+#endif
+    if (self) {
+        *errno_slot() = self->saved_errno;
+        self->worker = (int16_t)w->id;
+    }
+    run_after(w);
+    return w;
+}
+
+static void check_stack(braid__coro *c)
+{
+    char here;
+    if (unlikely((char *)&here < (char *)c->stack.lo + 4096))
+        braid__panic("coroutine %llu (%s) overflowed its %zu-byte stack",
+                     (unsigned long long)c->id, c->name ? c->name : "unnamed",
+                     c->stack.size);
+}
+
+static void coro_entry(void *arg);
+
+/* Give c its stack and initial frame before its first run. */
+void braid__coro_start(braid__coro *c)
+{
+    braid__worker *w = braid__worker_self();
+    braid__stack_get(w->stacks, c->stack_size, &c->stack);
+    braid__ctx_make(&c->ctx, c->stack.lo, c->stack.size, coro_entry, c);
+#ifdef BRAID_TSAN
+    c->tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+/* Switch from the running coroutine me to whatever w runs next. */
+static void switch_away(braid__worker *w, braid__coro *me, bool dying)
+{
+    check_stack(me);
+    me->saved_errno = *errno_slot();
+    braid__coro *to = pick_local(w);
+    if (to && !to->stack.lo)
+        braid__coro_start(to);
+    w->cur = to;
+    if (to) st_relaxed(&to->state, CORO_RUNNING);
+    switch_ctx(w, me, to, dying);
+}
+
+void braid__park(void (*after)(void *), void *arg)
+{
+    braid__worker *w = braid__worker_self();
+    braid__coro *me = w->cur;
+    w->after = after;
+    w->after_arg = arg;
+    switch_away(w, me, false);
+    resumed(me);
+}
+
+static void requeue(void *arg)
+{
+    braid__coro *c = arg;
+    braid__worker *w = braid__worker_self();
+    st_relaxed(&c->state, CORO_RUNNABLE);
+    runq_push_owner(w, c);
+}
+
+void braid_yield(void)
+{
+    braid__worker *w = braid__worker_self();
+    braid__coro *me = w ? w->cur : NULL;
+    if (!me) {
+        sched_yield();
+        return;
+    }
+    if (!ld_relaxed(&w->next) && ck_ring_size(&w->ring) == 0 &&
+        ld_relaxed(&braid__rt.gq_n) == 0)
+        return;                 /* nothing else to run here */
+    w->streak = NEXT_STREAK;    /* let the ring go first */
+    braid__park(requeue, me);
+}
+
+/* ---- coroutine entry and exit ---------------------------------------------- */
+
+void braid__coro_run(braid__coro *c);   /* coro.c: runs fn, then exits */
+
+static void coro_entry(void *arg)
+{
+    braid__coro *c = arg;
+    resumed(c);
+    braid__coro_run(c);
+    braid__panic("coroutine %llu returned into its entry",
+                 (unsigned long long)c->id);
+}
+
+void braid__coro_finish(braid__coro *c, void (*after)(void *));
+
+/* Leave for good: after(c) runs once c is off its stack. */
+void braid__coro_finish(braid__coro *c, void (*after)(void *))
+{
+    braid__worker *w = braid__worker_self();
+    w->after = after;
+    w->after_arg = c;
+    switch_away(w, c, true);
+    braid__panic("dead coroutine %llu resumed", (unsigned long long)c->id);
+}
+
+/* ---- idle workers ----------------------------------------------------------- */
+
+static bool any_work(void)
+{
+    if (ld_relaxed(&braid__rt.gq_n)) return true;
+    for (unsigned i = 0; i < braid__rt.nworkers; i++) {
+        braid__worker *v = braid__rt.workers[i];
+        if (ck_ring_size(&v->ring) || ld_relaxed(&v->next)) return true;
+    }
+    return false;
+}
+
+static void deadlock_check_locked(void);
+
+static void idle_push(braid__worker *w)
+{
+    braid__spin_lock(&braid__rt.idle_lock);
+    w->idle_next = braid__rt.idle_head;
+    braid__rt.idle_head = w;
+    w->idle = true;
+    atomic_fetch_add(&braid__rt.npidle, 1);
+    if (ld_relaxed(&braid__rt.npidle) == braid__rt.nworkers)
+        deadlock_check_locked();
+    braid__spin_unlock(&braid__rt.idle_lock);
+}
+
+static bool idle_remove(braid__worker *w)
+{
+    bool found = false;
+    braid__spin_lock(&braid__rt.idle_lock);
+    if (w->idle) {
+        braid__worker **pp = &braid__rt.idle_head;
+        while (*pp != w) pp = &(*pp)->idle_next;
+        *pp = w->idle_next;
+        w->idle = false;
+        atomic_fetch_sub(&braid__rt.npidle, 1);
+        found = true;
+    }
+    braid__spin_unlock(&braid__rt.idle_lock);
+    return found;
+}
+
+static braid__worker *idle_pop(void)
+{
+    braid__spin_lock(&braid__rt.idle_lock);
+    braid__worker *w = braid__rt.idle_head;
+    if (w) {
+        braid__rt.idle_head = w->idle_next;
+        w->idle = false;
+        atomic_fetch_sub(&braid__rt.npidle, 1);
+    }
+    braid__spin_unlock(&braid__rt.idle_lock);
+    return w;
+}
+
+void braid__stat_poll(void) { add_relaxed(&braid__rt.polls, 1); }
+
+void braid__chaos_point(void) { }
+
+void braid__source_add(void) { atomic_fetch_add(&braid__rt.sources, 1); }
+void braid__source_del(void) { atomic_fetch_sub(&braid__rt.sources, 1); }
+
+/* Every worker is idle (idle_lock held).  Sources first, then queues. */
+static void deadlock_check_locked(void)
+{
+    if (braid__rt.no_deadlock_check || ld_acquire(&braid__rt.stopping))
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&braid__rt.sources) != 0 || braid__timers_armed() != 0)
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (any_work()) return;
+    fprintf(stderr, "braid: deadlock: every coroutine is blocked and nothing "
+                    "can wake one\n");
+    braid_dump(stderr);
+    atomic_store(&braid__rt.result, -EDEADLK);
+    atomic_store(&braid__rt.stopping, 1);
+    atomic_store(&braid__rt.done, 1);
+    braid__futex_wake(&braid__rt.done, 1);
+}
+
+/* Stop spinning; if w was the last spinner and parked workers remain, wake
+   one so that work that arrived meanwhile is not left waiting (Go's
+   resetspinning). */
+static void stop_spinning(braid__worker *w)
+{
+    if (!w->spinning) return;
+    w->spinning = false;
+    if (atomic_fetch_sub(&braid__rt.nspinning, 1) == 1)
+        wakep();
+}
+
+static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
+{
+    unsigned n = braid__rt.nworkers;
+    unsigned start = rnd(w) % n;
+    for (unsigned i = 0; i < n; i++) {
+        braid__worker *v = braid__rt.workers[(start + i) % n];
+        if (v == w) continue;
+        uint64_t sw = ld_relaxed(&v->switches);
+        bool stuck = stuck_ok && sw == v->seen_switches;
+        v->seen_switches = sw;  /* racy hint shared by thieves: fine */
+        braid__coro *c = runq_steal(w, v, stuck);
+        if (c) return c;
+    }
+    return gq_take(w, RUNQ_SIZE / 2);
+}
+
+static void park_worker(braid__worker *w)
+{
+    add_relaxed(&w->parks, 1);
+    while (!atomic_exchange_explicit(&w->park, 0, memory_order_acquire)) {
+        if (ld_acquire(&braid__rt.stopping)) return;
+        braid__futex_wait(&w->park, 0, -1);
+    }
+}
+
+/* Find a coroutine for w, sleeping if there is none.  NULL: stop. */
+static braid__coro *find_runnable(braid__worker *w)
+{
+    for (;;) {
+        if (ld_acquire(&braid__rt.stopping)) return NULL;
+        braid__coro *c = pick_local(w);
+        if (c) return c;
+        unsigned busy = braid__rt.nworkers - ld_relaxed(&braid__rt.npidle);
+        if (!w->spinning && 2 * ld_relaxed(&braid__rt.nspinning) < busy) {
+            w->spinning = true;
+            atomic_fetch_add(&braid__rt.nspinning, 1);
+        }
+        for (int round = 0; round < 4 && !c; round++) {
+            c = steal_round(w, round == 3);
+            if (!c && round < 3)
+                for (int i = 0; i < 64; i++) braid__cpu_relax();
+        }
+        if (c) {
+            stop_spinning(w);
+            return c;
+        }
+        idle_push(w);
+        if (w->spinning) {
+            w->spinning = false;
+            atomic_fetch_sub(&braid__rt.nspinning, 1);
+        }
+        atomic_thread_fence(memory_order_seq_cst);  /* pairs with wakep */
+        if (any_work() && idle_remove(w))
+            continue;
+        park_worker(w);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    braid__worker *w = arg;
+    tls_worker = w;
+    stack_t ss = { .ss_sp = w->altstack, .ss_size = SIGSTKSZ * 4 };
+    sigaltstack(&ss, NULL);
+#ifdef BRAID_ASAN
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        void *lo; size_t sz;
+        pthread_attr_getstack(&a, &lo, &sz);
+        w->idle_bottom = lo;
+        w->idle_size = sz;
+        pthread_attr_destroy(&a);
+    }
+#endif
+#ifdef BRAID_TSAN
+    w->idle_fiber = __tsan_get_current_fiber();
+#endif
+    for (;;) {
+        braid__coro *c = find_runnable(w);
+        if (!c) break;
+        if (!c->stack.lo) braid__coro_start(c);
+        st_relaxed(&c->state, CORO_RUNNING);
+        w->cur = c;
+        switch_ctx(w, NULL, c, false);
+        resumed(NULL);
+    }
+    stack_t off = { .ss_flags = SS_DISABLE };
+    sigaltstack(&off, NULL);
+    tls_worker = NULL;
+    return NULL;
+}
+
+/* ---- start, stop, monitor, counters ------------------------------------------ */
+
+static void sigsegv(int sig, siginfo_t *si, void *uc)
+{
+    braid__worker *w = tls_worker;
+    braid__coro *c = w ? w->cur : NULL;
+    if (c && braid__stack_guard_hit(si->si_addr, &c->stack))
+        braid__panic("coroutine %llu (%s) overflowed its %zu-byte stack",
+                     (unsigned long long)c->id,
+                     c->name ? c->name : "unnamed", c->stack.size);
+    struct sigaction *old = sig == SIGSEGV ? &braid__rt.old_segv
+                                           : &braid__rt.old_bus;
+    if (old->sa_flags & SA_SIGINFO && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN && old->sa_handler) {
+        old->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);       /* re-raised by the returning fault */
+}
+
+static int worker_new(unsigned id, braid__worker **out)
+{
+    braid__worker *w;
+    if (posix_memalign((void **)&w, BRAID_CACHELINE, sizeof *w)) return -ENOMEM;
+    memset(w, 0, sizeof *w);
+    w->id = id;
+    w->rng = 0x9E3779B97F4A7C15ULL * (id + 1) ^ (uint64_t)braid_now();
+    ck_ring_init(&w->ring, RUNQ_SIZE);
+    w->stacks = braid__stack_cache_new(braid__rt.stack_size);
+    w->coros = braid__coro_cache_new();
+    w->altstack = malloc(SIGSTKSZ * 4);
+    if (!w->stacks || !w->coros || !w->altstack) {
+        braid__stack_cache_free(w->stacks);
+        braid__coro_cache_free(w->coros);
+        free(w->altstack);
+        free(w);
+        return -ENOMEM;
+    }
+    *out = w;
+    return 0;
+}
+
+static void worker_free(braid__worker *w)
+{
+    braid__stack_cache_free(w->stacks);
+    braid__coro_cache_free(w->coros);
+    free(w->altstack);
+    free(w);
+}
+
+int braid__sched_start(void)
+{
+    unsigned n = braid__rt.nworkers;
+    braid__rt.workers = calloc(n, sizeof *braid__rt.workers);
+    if (!braid__rt.workers) return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        int r = worker_new(i, &braid__rt.workers[i]);
+        if (r < 0) {
+            while (i-- > 0) worker_free(braid__rt.workers[i]);
+            free(braid__rt.workers);
+            braid__rt.workers = NULL;
+            return r;
+        }
+    }
+    struct sigaction sa = { .sa_sigaction = sigsegv,
+                            .sa_flags = SA_SIGINFO | SA_ONSTACK };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &braid__rt.old_segv);
+    sigaction(SIGBUS, &sa, &braid__rt.old_bus);
+    return 0;
+}
+
+/* Start the threads: separate from sched_start so braid_run can queue the
+   main coroutine first. */
+int braid__sched_threads(void);
+int braid__sched_threads(void)
+{
+    for (unsigned i = 0; i < braid__rt.nworkers; i++) {
+        braid__worker *w = braid__rt.workers[i];
+        int r = pthread_create(&w->thread, NULL, worker_main, w);
+        if (r) {
+            atomic_store(&braid__rt.stopping, 1);
+            for (unsigned j = 0; j < i; j++) {
+                wake_worker(braid__rt.workers[j]);
+                pthread_join(braid__rt.workers[j]->thread, NULL);
+            }
+            return -r;
+        }
+    }
+    return 0;
+}
+
+void braid__sched_stop(void)
+{
+    atomic_store(&braid__rt.stopping, 1);
+    for (unsigned i = 0; i < braid__rt.nworkers; i++)
+        wake_worker(braid__rt.workers[i]);
+    for (unsigned i = 0; i < braid__rt.nworkers; i++)
+        pthread_join(braid__rt.workers[i]->thread, NULL);
+    sigaction(SIGSEGV, &braid__rt.old_segv, NULL);
+    sigaction(SIGBUS, &braid__rt.old_bus, NULL);
+    for (unsigned i = 0; i < braid__rt.nworkers; i++)
+        worker_free(braid__rt.workers[i]);
+    free(braid__rt.workers);
+    braid__rt.workers = NULL;
+    braid__rt.idle_head = NULL;
+    braid__rt.gq_head = braid__rt.gq_tail = NULL;
+    atomic_store(&braid__rt.gq_n, 0);
+    atomic_store(&braid__rt.npidle, 0);
+    atomic_store(&braid__rt.nspinning, 0);
+}
+
+int64_t braid__sched_monitor(int64_t now)
+{
+    if (!ld_acquire(&braid__rt.running) || ld_relaxed(&braid__rt.stopping))
+        return -1;
+    bool busy = false;
+    for (unsigned i = 0; i < braid__rt.nworkers; i++) {
+        braid__worker *v = braid__rt.workers[i];
+        if (ld_relaxed(&v->park) == 0 && v->idle) continue;  /* asleep */
+        busy = true;
+    }
+    if (busy && any_work() && ld_relaxed(&braid__rt.nspinning) == 0)
+        wakep();
+    return busy ? now + 5000000 : -1;
+}
+
+uint64_t braid__sched_counter(size_t off)
+{
+    uint64_t s = 0;
+    for (unsigned i = 0; braid__rt.workers && i < braid__rt.nworkers; i++)
+        s += atomic_load_explicit((_Atomic uint64_t *)
+                                  ((char *)braid__rt.workers[i] + off),
+                                  memory_order_relaxed);
+    return s;
+}

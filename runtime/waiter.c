@@ -1,0 +1,183 @@
+/*
+ * waiter.c - the parking primitive (contract and states in waiter.h).
+ *
+ * Cancellation: braid_cancel sets coro->cancelled, then, under coro->lk,
+ * claims coro->waiter.  The waiting side publishes coro->waiter under lk
+ * before it checks the flag and clears it under lk before it returns, so
+ * a canceller never touches a waiter that is gone, and a cancel that lands
+ * between the check and the park is still seen (it claims the published
+ * waiter).
+ *
+ * Timers: a coroutine with a deadline arms w->timer (its callback claims
+ * -ETIMEDOUT); braid__timer_stop on the way out guarantees the callback is
+ * not running any more.  A plain thread needs no timer: it sleeps on the
+ * futex with the deadline itself, so it works without a running runtime.
+ */
+#include "runtime.h"
+#include "waiter.h"
+
+#include <stddef.h>
+#include <time.h>
+
+static int64_t coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void braid__waiter_init(braid__waiter *w, const char *what, const void *obj)
+{
+    atomic_init(&w->state, BRAID__WAITING);
+    atomic_init(&w->park, 0);
+    w->coro = braid__current();
+    w->timer.slot = 0;
+    w->what = what;
+    w->obj = obj;
+}
+
+void braid__waiter_wake(braid__waiter *w, braid__batch *b)
+{
+    braid__coro *c = w->coro;
+    if (!c) {
+        atomic_exchange_explicit(&w->park, 2, memory_order_acq_rel);
+        braid__futex_wake(&w->park, 1);   /* address only: w may be gone */
+        return;
+    }
+    braid__tsan_release(&w->park);
+    if (atomic_exchange_explicit(&w->park, 2, memory_order_acq_rel) != 1)
+        return;                 /* not parked yet: it readies itself */
+    if (b) braid__batch_add(b, c);
+    else braid__ready(c);
+}
+
+bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b)
+{
+    if (!braid__waiter_claim(w, outcome)) return false;
+    braid__waiter_wake(w, b);
+    return true;
+}
+
+/* Deferred action of a coroutine's park: it is off its stack now. */
+static void parked(void *arg)
+{
+    braid__waiter *w = arg;
+    uint32_t exp = 0;
+    if (atomic_compare_exchange_strong_explicit(&w->park, &exp, 1,
+            memory_order_acq_rel, memory_order_acquire))
+        return;
+    braid__tsan_acquire(&w->park);
+    braid__ready(w->coro);      /* the wake came first */
+}
+
+static void on_timer(braid__timer *t, braid__batch *b)
+{
+    braid__waiter *w = (braid__waiter *)((char *)t - offsetof(braid__waiter, timer));
+    braid__waiter_complete(w, -ETIMEDOUT, b);
+}
+
+bool braid__cancel_pending(void)
+{
+    braid__coro *c = braid__current();
+    return c && atomic_load_explicit(&c->cancelled, memory_order_relaxed);
+}
+
+static void thread_wait(braid__waiter *w, int64_t deadline)
+{
+    uint32_t v;
+    while ((v = ld_acquire(&w->park)) != 2) {
+        if (deadline >= 0 && braid_now() >= deadline &&
+            braid__waiter_claim(w, -ETIMEDOUT))
+            return;
+        braid__futex_wait(&w->park, v, deadline);
+    }
+}
+
+static void coro_wait(braid__waiter *w, braid__coro *me)
+{
+    st_relaxed(&me->state, CORO_BLOCKED);
+    me->wait_what = w->what;
+    me->wait_obj = w->obj;
+    me->since = coarse_now();
+    braid__park(parked, w);
+    braid__tsan_acquire(&w->park);
+}
+
+int braid__waiter_wait(braid__waiter *w, int64_t deadline)
+{
+    braid__coro *me = w->coro;
+    bool mine = false, armed = false;
+    if (me) {
+        braid__spin_lock(&me->lk);
+        me->waiter = w;
+        braid__spin_unlock(&me->lk);
+        if (atomic_load(&me->cancelled))
+            mine = braid__waiter_claim(w, -ECANCELED);
+    }
+    if (!mine && deadline >= 0 && deadline <= braid_now())
+        mine = braid__waiter_claim(w, -ETIMEDOUT);
+    if (!mine && me && deadline >= 0) {
+        braid__source_add();
+        armed = braid__timer_start(&w->timer, deadline, on_timer) == 0;
+        if (!armed) braid__source_del();
+    }
+    if (!mine) {
+        if (me) {
+            coro_wait(w, me);
+        } else {
+            braid__source_add();
+            thread_wait(w, deadline);
+            braid__source_del();
+        }
+    }
+    if (armed) {
+        braid__timer_stop(&w->timer);
+        braid__source_del();
+    }
+    if (me) {
+        braid__spin_lock(&me->lk);
+        me->waiter = NULL;
+        braid__spin_unlock(&me->lk);
+        me->wait_what = NULL;
+    }
+    return ld_acquire(&w->state);
+}
+
+/* ---- sleep ------------------------------------------------------------------ */
+
+BRAID_EXPORT int64_t braid_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 1;
+}
+
+BRAID_EXPORT int64_t braid_after(int64_t ns)
+{
+    int64_t now = braid_now();
+    if (ns <= 0) return now;
+    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
+BRAID_EXPORT int braid_sleep_until(int64_t deadline)
+{
+    if (braid__forked_child()) return -EPERM;
+    if (deadline >= 0 && deadline <= braid_now()) {
+        braid_yield();
+        return 0;
+    }
+    braid__waiter w;
+    braid__waiter_init(&w, "sleep", NULL);
+    int r = braid__waiter_wait(&w, deadline);
+    return r == -ETIMEDOUT ? 0 : r;
+}
+
+BRAID_EXPORT int braid_sleep(int64_t ns)
+{
+    if (ns <= 0) {
+        if (braid__forked_child()) return -EPERM;
+        braid_yield();
+        return 0;
+    }
+    return braid_sleep_until(braid_after(ns));
+}

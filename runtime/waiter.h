@@ -1,0 +1,119 @@
+/*
+ * waiter.h - THE parking primitive.  Every blocking call in braid reduces
+ * to: publish a waiter on some wait list, then park in braid__waiter_wait
+ * until another party decides its outcome.
+ *
+ * The decision word (w->state) starts at BRAID__WAITING and is changed
+ * exactly once, by compare-and-swap, to the outcome: a completion code
+ * (>= 0; for select the winning case index) or a negative errno
+ * (-ETIMEDOUT by the timer, -ECANCELED by braid_cancel, -EBADF / -EPIPE by
+ * a closer).  The party whose CAS succeeds owns the completion: it finishes
+ * the hand-off (copies the element into w's buffer, say) and then calls
+ * braid__waiter_wake.  Losers back off and must not touch the waiter's
+ * buffers.  A select is one waiter with several wait-list nodes.
+ *
+ * Park handshake (w->park, coroutines): 0 running, 1 parked, 2 woken.  The
+ * waiting coroutine switches away and, once off its stack, CASes 0 -> 1;
+ * the waker exchanges in 2 and readies the coroutine only if it saw 1.  If
+ * the waker came first (saw 0), the parking side sees 2 and readies itself.
+ * So a coroutine is never made runnable while it still runs.  Threads
+ * sleep on the same word with a futex.  The exchange is acq_rel: what the
+ * waker wrote before waking is visible to the woken party.
+ *
+ * Memory: a waiter lives on the waiting party's stack.  Wait lists are
+ * protected by their owner's lock; a party other than the waiter touches a
+ * node only under that lock, and the waiter unlinks its nodes under the lock
+ * before it returns.  Timers and braid_cancel reach the waiter through
+ * w->timer (stopped before return) and coro->lk.
+ */
+#ifndef BRAID_WAITER_H
+#define BRAID_WAITER_H
+
+#include "common.h"
+#include "sched.h"
+#include "timer.h"
+
+#define BRAID__WAITING INT_MIN
+
+typedef struct braid__waiter {
+    _Atomic int state;         /* BRAID__WAITING, then the outcome (once) */
+    _Atomic uint32_t park;     /* handshake / futex word, see above */
+    braid__coro *coro;         /* NULL: a plain thread waits */
+    braid__timer timer;        /* deadline, armed by braid__waiter_wait */
+    const char *what;          /* for braid_dump: "chan recv", "sleep", ... */
+    const void *obj;           /* what it waits on, for braid_dump */
+} braid__waiter;
+
+/* A wait-list entry: a waiter may be linked on several lists (select).
+   Fields are protected by the lock of the list it is linked on. */
+typedef struct braid__wnode {
+    struct braid__wnode *next, *prev;
+    braid__waiter *w;
+    void *elem;                /* hand-off buffer (channels) */
+    int index;                 /* case index (select); 0 otherwise */
+    bool linked;
+    uintptr_t data;            /* free for the list owner */
+} braid__wnode;
+
+/* A doubly linked FIFO of wnodes, protected by its owner's lock. */
+typedef struct braid__wlist { braid__wnode *head, *tail; size_t n; } braid__wlist;
+
+static inline void braid__wlist_push(braid__wlist *l, braid__wnode *n)
+{
+    n->next = NULL;
+    n->prev = l->tail;
+    if (l->tail) l->tail->next = n; else l->head = n;
+    l->tail = n;
+    n->linked = true;
+    l->n++;
+}
+
+static inline void braid__wlist_remove(braid__wlist *l, braid__wnode *n)
+{
+    if (!n->linked) return;
+    if (n->prev) n->prev->next = n->next; else l->head = n->next;
+    if (n->next) n->next->prev = n->prev; else l->tail = n->prev;
+    n->next = n->prev = NULL;
+    n->linked = false;
+    l->n--;
+}
+
+static inline braid__wnode *braid__wlist_pop(braid__wlist *l)
+{
+    braid__wnode *n = l->head;
+    if (n) braid__wlist_remove(l, n);
+    return n;
+}
+
+/* Prepare w for the calling coroutine or thread.  what/obj name the wait
+   in dumps. */
+void braid__waiter_init(braid__waiter *w, const char *what, const void *obj);
+
+/* Try to decide w's outcome; true if this caller won. */
+static inline bool braid__waiter_claim(braid__waiter *w, int outcome)
+{
+    int exp = BRAID__WAITING;
+    return atomic_compare_exchange_strong_explicit(&w->state, &exp, outcome,
+            memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Wake w, whose outcome this caller decided.  b NULL: ready at once; else
+   the coroutine is appended to b (the caller readies b after dropping its
+   locks).  w must not be touched afterwards. */
+void braid__waiter_wake(braid__waiter *w, braid__batch *b);
+
+/* Claim with outcome and wake if won; returns whether it won. */
+bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);
+
+/* Park until w is decided and woken.  The caller has linked w's nodes and
+   dropped its locks.  A future deadline arms w->timer (-ETIMEDOUT);
+   deadline <= now decides -ETIMEDOUT at once; braid_cancel decides
+   -ECANCELED (at once if the coroutine is already cancelled).  Returns the
+   outcome.  The caller then unlinks its nodes (under the list lock) unless
+   the winner already did. */
+int braid__waiter_wait(braid__waiter *w, int64_t deadline);
+
+/* Would a blocking call of the current context be cancelled at once? */
+bool braid__cancel_pending(void);
+
+#endif

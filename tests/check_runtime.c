@@ -1,0 +1,728 @@
+/*
+ * check_runtime.c - the runtime core: spawn, join, yield, stealing,
+ * parking, deadlines on join and sleep, cancellation, overflow, deadlock,
+ * errno across migration, fork, repeated braid_run, bad arguments.
+ */
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "braid.h"
+
+void braid__stack_fail_next(int n);
+void braid__coro_fail_next(int n);
+
+static braid_config two = { .workers = 2 };
+static braid_config one = { .workers = 1 };
+
+static long count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    long n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* ---- spawn and join ---------------------------------------------------- */
+
+static atomic_long counter;
+
+static void *inc(void *arg) { atomic_fetch_add(&counter, 1); return arg; }
+
+#define MANY 1000000
+static braid_task **tasks;
+
+static void spawn_join_main(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < MANY; i++)
+        ck_assert_int_eq(braid_spawn(&tasks[i], inc, (void *)i, NULL), 0);
+    for (long i = 0; i < MANY; i++) {
+        void *r;
+        ck_assert_int_eq(braid_join(tasks[i], &r, BRAID_FOREVER), 0);
+        ck_assert_ptr_eq(r, (void *)i);
+    }
+}
+
+START_TEST(spawn_join_million)
+{
+    tasks = malloc(sizeof *tasks * MANY);
+    atomic_store(&counter, 0);
+    ck_assert_int_eq(braid_run(&two, spawn_join_main, NULL), 0);
+    ck_assert_int_eq(atomic_load(&counter), MANY);
+    braid_stats s;
+    braid_stats_get(&s);
+    ck_assert_uint_ge(s.spawned, MANY);
+    ck_assert_uint_ge(s.completed, MANY);
+    free(tasks);
+}
+END_TEST
+
+/* A spawn tree: with 2 workers both run coroutines and steals happen. */
+static atomic_int ran_on[2];
+
+static void *tree(void *arg)
+{
+    long depth = (long)arg;
+    braid_stats s;
+    (void)s;
+    if (depth == 0) {
+        for (volatile int i = 0; i < 20000; i++) ;
+        return (void *)1;
+    }
+    braid_task *a, *b;
+    ck_assert_int_eq(braid_spawn(&a, tree, (void *)(depth - 1), NULL), 0);
+    ck_assert_int_eq(braid_spawn(&b, tree, (void *)(depth - 1), NULL), 0);
+    void *ra, *rb;
+    ck_assert_int_eq(braid_join(a, &ra, BRAID_FOREVER), 0);
+    ck_assert_int_eq(braid_join(b, &rb, BRAID_FOREVER), 0);
+    return (void *)((long)ra + (long)rb);
+}
+
+static pthread_t worker_threads[2];
+static atomic_int nthreads;
+
+static void note_thread(void)
+{
+    pthread_t me = pthread_self();
+    int n = atomic_load(&nthreads);
+    for (int i = 0; i < n; i++)
+        if (pthread_equal(worker_threads[i], me)) return;
+    if (n < 2 && atomic_compare_exchange_strong(&nthreads, &n, n + 1))
+        worker_threads[n] = me;
+}
+
+static void *leaf_note(void *arg)
+{
+    note_thread();
+    for (volatile int i = 0; i < 200000; i++) ;
+    return arg;
+}
+
+static void steal_main(void *arg)
+{
+    (void)arg;
+    void *r;
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(&t, tree, (void *)12, NULL), 0);
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, 4096);
+    braid_task *ts[64];
+    for (int i = 0; i < 64; i++) braid_spawn(&ts[i], leaf_note, NULL, NULL);
+    for (int i = 0; i < 64; i++) braid_join(ts[i], NULL, BRAID_FOREVER);
+    braid_stats s;
+    braid_stats_get(&s);
+    ck_assert_uint_gt(s.steals, 0);
+}
+
+START_TEST(work_spreads)
+{
+    atomic_store(&nthreads, 0);
+    ck_assert_int_eq(braid_run(&two, steal_main, NULL), 0);
+    ck_assert_int_eq(atomic_load(&nthreads), 2);
+    (void)ran_on;
+}
+END_TEST
+
+/* ---- fairness ------------------------------------------------------------ */
+
+static atomic_int stop_flag;
+static atomic_long other_ticks;
+
+static void yielder(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_flag)) braid_yield();
+}
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) {
+        atomic_fetch_add(&other_ticks, 1);
+        braid_yield();
+    }
+    atomic_store(&stop_flag, 1);
+    return NULL;
+}
+
+static void yield_main(void *arg)
+{
+    (void)arg;
+    braid_go(yielder, NULL);
+    braid_go(yielder, NULL);
+    braid_task *t;
+    braid_spawn(&t, ticker, NULL, NULL);
+    ck_assert_int_eq(braid_join(t, NULL, BRAID_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&other_ticks), 100);
+}
+
+START_TEST(yield_no_starvation)
+{
+    atomic_store(&stop_flag, 0);
+    atomic_store(&other_ticks, 0);
+    ck_assert_int_eq(braid_run(&one, yield_main, NULL), 0);
+}
+END_TEST
+
+/* Two coroutines bounce a token through the next slot forever (each wakes
+   the other, then blocks); a third must still run.  Uses join/cancel-free
+   waiting: each side sleeps 0 (yield) after handing off. */
+typedef struct { braid_task *peer; } pp_arg;
+static atomic_int token;
+
+static void *bouncer(void *arg)
+{
+    int me = (int)(long)arg;
+    while (!atomic_load(&stop_flag)) {
+        if (atomic_load(&token) == me) atomic_store(&token, 1 - me);
+        braid_yield();
+    }
+    return NULL;
+}
+
+static void next_slot_main(void *arg)
+{
+    (void)arg;
+    braid_task *a, *b, *t;
+    braid_spawn(&a, bouncer, (void *)0, NULL);
+    braid_spawn(&b, bouncer, (void *)1, NULL);
+    braid_spawn(&t, ticker, NULL, NULL);
+    ck_assert_int_eq(braid_join(t, NULL, BRAID_FOREVER), 0);
+    braid_join(a, NULL, BRAID_FOREVER);
+    braid_join(b, NULL, BRAID_FOREVER);
+}
+
+START_TEST(next_slot_no_starvation)
+{
+    atomic_store(&stop_flag, 0);
+    atomic_store(&other_ticks, 0);
+    ck_assert_int_eq(braid_run(&one, next_slot_main, NULL), 0);
+    ck_assert_int_eq(atomic_load(&other_ticks), 100);
+}
+END_TEST
+
+/* ---- foreign threads ---------------------------------------------------- */
+
+static atomic_int foreign_done;
+
+static void from_foreign(void *arg) { (void)arg; atomic_fetch_add(&foreign_done, 1); }
+
+static void *foreign_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(braid_go(from_foreign, NULL), 0);
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(&t, inc, (void *)7, NULL), 0);
+    void *r;
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);   /* thread join */
+    ck_assert_ptr_eq(r, (void *)7);
+    ck_assert_ptr_null(braid_self());
+    return NULL;
+}
+
+static void foreign_main(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    pthread_create(&th, NULL, foreign_thread, NULL);
+    while (atomic_load(&foreign_done) < 1000) braid_sleep(1000000);
+    pthread_join(th, NULL);
+}
+
+START_TEST(spawn_from_foreign_thread)
+{
+    atomic_store(&foreign_done, 0);
+    braid_config c = { .workers = 2, .no_deadlock_check = 1 };
+    ck_assert_int_eq(braid_run(&c, foreign_main, NULL), 0);
+    ck_assert_int_eq(atomic_load(&foreign_done), 1000);
+}
+END_TEST
+
+/* ---- deadlines, sleep, cancel ---------------------------------------------- */
+
+static void *sleeper(void *arg)
+{
+    return (void *)(long)braid_sleep((int64_t)(long)arg);
+}
+
+static void join_deadline_main(void *arg)
+{
+    (void)arg;
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(&t, sleeper, (void *)200000000L, NULL), 0);
+    ck_assert_int_eq(braid_join(t, NULL, 0), -EAGAIN);
+    int64_t t0 = braid_now();
+    ck_assert_int_eq(braid_join(t, NULL, braid_after(20000000)), -ETIMEDOUT);
+    int64_t dt = braid_now() - t0;
+    ck_assert_int_ge(dt, 20000000);
+    ck_assert_int_lt(dt, 2000000000);
+    void *r;
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, 0);
+}
+
+START_TEST(join_with_deadline)
+{
+    ck_assert_int_eq(braid_run(&two, join_deadline_main, NULL), 0);
+}
+END_TEST
+
+static void cancel_main(void *arg)
+{
+    (void)arg;
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(&t, sleeper, (void *)(60L * 1000000000L), NULL), 0);
+    braid_sleep(5000000);
+    ck_assert_int_eq(braid_cancel(t), 0);
+    void *r;
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, -ECANCELED);
+    /* cancel before the coroutine ever blocks: the sleep fails at once */
+    ck_assert_int_eq(braid_spawn(&t, sleeper, (void *)1000000000L, NULL), 0);
+    braid_cancel(t);
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, -ECANCELED);
+}
+
+START_TEST(cancel_sleep)
+{
+    ck_assert_int_eq(braid_run(&two, cancel_main, NULL), 0);
+}
+END_TEST
+
+static void *join_other(void *arg)
+{
+    return (void *)(long)braid_join(arg, NULL, BRAID_FOREVER);
+}
+
+static void cancel_join_main(void *arg)
+{
+    (void)arg;
+    braid_task *sl, *j;
+    braid_spawn(&sl, sleeper, (void *)(200000000L), NULL);
+    braid_spawn(&j, join_other, sl, NULL);
+    braid_sleep(5000000);
+    braid_cancel(j);
+    void *r;
+    ck_assert_int_eq(braid_join(j, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, -ECANCELED);
+    ck_assert_int_eq(braid_join(sl, &r, BRAID_FOREVER), 0);  /* still valid */
+}
+
+START_TEST(cancel_join)
+{
+    ck_assert_int_eq(braid_run(&two, cancel_join_main, NULL), 0);
+}
+END_TEST
+
+/* Many sleepers wake in deadline order. */
+#define SLEEPERS 100
+static atomic_int order_idx, early;
+static int order[SLEEPERS];
+static int64_t sleep_base;
+
+static void ordered_sleeper(void *arg)
+{
+    long i = (long)arg;
+    int64_t deadline = sleep_base + 5000000 + i * 1000000;
+    ck_assert_int_eq(braid_sleep_until(deadline), 0);
+    if (braid_now() < deadline) atomic_fetch_add(&early, 1);
+    order[atomic_fetch_add(&order_idx, 1)] = (int)i;
+}
+
+static void sleep_order_main(void *arg)
+{
+    (void)arg;
+    sleep_base = braid_now();
+    for (long i = SLEEPERS - 1; i >= 0; i--) braid_go(ordered_sleeper, (void *)i);
+    while (atomic_load(&order_idx) < SLEEPERS) braid_sleep(2000000);
+}
+
+START_TEST(sleepers_wake_in_order)
+{
+    atomic_store(&order_idx, 0);
+    atomic_store(&early, 0);
+    ck_assert_int_eq(braid_run(&one, sleep_order_main, NULL), 0);
+    int inversions = 0;
+    for (int i = 1; i < SLEEPERS; i++) inversions += order[i] < order[i - 1];
+    ck_assert_int_eq(inversions, 0);
+    ck_assert_int_eq(atomic_load(&early), 0);
+}
+END_TEST
+
+/* ---- a million parked ------------------------------------------------------ */
+
+#define PARKED 1000000
+static long rss_before, rss_parked, maps_parked;
+
+static void *park_forever(void *arg)
+{
+    (void)arg;
+    return (void *)(long)braid_sleep_until(BRAID_FOREVER);
+}
+
+static void parked_main(void *arg)
+{
+    (void)arg;
+    braid_task **ts = malloc(sizeof *ts * PARKED);
+    rss_before = rss_bytes();
+    for (long i = 0; i < PARKED; i++)
+        ck_assert_int_eq(braid_spawn(&ts[i], park_forever, NULL, NULL), 0);
+    braid_stats s;
+    do {
+        braid_sleep(10000000);
+        braid_stats_get(&s);
+    } while (s.switches < PARKED);
+    braid_sleep(50000000);
+    rss_parked = rss_bytes();
+    maps_parked = count_maps();
+    for (long i = 0; i < PARKED; i++) braid_cancel(ts[i]);
+    for (long i = 0; i < PARKED; i++) {
+        void *r;
+        ck_assert_int_eq(braid_join(ts[i], &r, BRAID_FOREVER), 0);
+        ck_assert_int_eq((long)r, -ECANCELED);
+    }
+    free(ts);
+}
+
+START_TEST(million_parked)
+{
+    ck_assert_int_eq(braid_run(&two, parked_main, NULL), 0);
+    ck_assert_int_lt(maps_parked, 65530);
+    double per = (double)(rss_parked - rss_before) / PARKED;
+    fprintf(stderr, "million_parked: %.0f bytes per parked coroutine, %ld maps\n",
+            per, maps_parked);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    ck_assert_double_le(per, 4096 + 512);
+#endif
+}
+END_TEST
+
+/* ---- errno across migration ------------------------------------------------- */
+
+/* errno through calls the compiler cannot fold across the switch (glibc
+   declares __errno_location const, so &errno may be cached in a frame). */
+__attribute__((noinline)) static void set_errno(int v) { errno = v; }
+__attribute__((noinline)) static int get_errno(void) { return errno; }
+/* pthread_self is declared const too. */
+__attribute__((noinline)) static pthread_t thread_now(void)
+{
+    pthread_t t = pthread_self();
+    __asm__ __volatile__("" : : : "memory");
+    return t;
+}
+
+static void *errno_keeper(void *arg)
+{
+    long id = (long)arg;
+    int migrations = 0;
+    pthread_t last = thread_now();
+    for (int i = 0; i < 2000; i++) {
+        set_errno((int)(id * 1000 + i % 1000));
+        braid_yield();
+        if (i % 7 == 0) braid_sleep(1000);
+        ck_assert_int_eq(get_errno(), (int)(id * 1000 + i % 1000));
+        if (!pthread_equal(last, thread_now())) migrations++;
+        last = thread_now();
+    }
+    return (void *)(long)migrations;
+}
+
+static void errno_main(void *arg)
+{
+    (void)arg;
+    braid_task *t[16];
+    long migrations = 0;
+    for (long i = 0; i < 16; i++) braid_spawn(&t[i], errno_keeper, (void *)(i + 1), NULL);
+    for (int i = 0; i < 16; i++) {
+        void *r;
+        braid_join(t[i], &r, BRAID_FOREVER);
+        migrations += (long)r;
+    }
+    ck_assert_int_gt(migrations, 0);
+}
+
+START_TEST(errno_across_migration)
+{
+    ck_assert_int_eq(braid_run(&two, errno_main, NULL), 0);
+}
+END_TEST
+
+/* ---- misuse ----------------------------------------------------------------- */
+
+/* Recurses until the stack runs out (the depth is opaque to the compiler). */
+static volatile int depth_limit = 1 << 30;
+
+static int recurse(int n)
+{
+    volatile char buf[1024];
+    buf[0] = (char)n;
+    if (n >= depth_limit) return 0;
+    return n + recurse(n + 1) + buf[0];
+}
+
+static void *overflow(void *arg) { (void)arg; return (void *)(long)recurse(0); }
+
+static void overflow_main(void *arg)
+{
+    (void)arg;
+    braid_attr a;
+    braid_attr_init(&a);
+    braid_attr_set_name(&a, "deep");
+    braid_attr_set_stack_size(&a, 32 << 10);
+    braid_task *t;
+    braid_spawn(&t, overflow, NULL, &a);
+    braid_join(t, NULL, BRAID_FOREVER);
+}
+
+START_TEST(overflow_aborts_with_message)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 2);
+        braid_run(&one, overflow_main, NULL);
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[4096] = { 0 };
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert(WIFSIGNALED(st));
+    ck_assert_msg(strstr(buf, "(deep) overflowed its 32768-byte stack") != NULL,
+                  "stderr was: %s", buf);
+}
+END_TEST
+
+static void deadlock_main(void *arg)
+{
+    (void)arg;
+    braid_task *t;
+    braid_spawn(&t, join_other, NULL, NULL);   /* joins NULL: returns */
+    braid_sleep_until(BRAID_FOREVER);          /* nothing can wake us */
+}
+
+START_TEST(deadlock_detected)
+{
+    ck_assert_int_eq(braid_run(&two, deadlock_main, NULL), -EDEADLK);
+}
+END_TEST
+
+static void nothing(void *arg) { (void)arg; }
+
+static atomic_int runs;
+static void count_run(void *arg) { (void)arg; atomic_fetch_add(&runs, 1); braid_yield(); }
+
+START_TEST(run_twice)
+{
+    atomic_store(&runs, 0);
+    ck_assert_int_eq(braid_run(&two, count_run, NULL), 0);
+    ck_assert_int_eq(braid_run(&one, count_run, NULL), 0);
+    ck_assert_int_eq(braid_run(NULL, count_run, NULL), 0);
+    ck_assert_int_eq(atomic_load(&runs), 3);
+}
+END_TEST
+
+static void nested_run(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(braid_run(NULL, nothing, NULL), -EPERM);
+}
+
+START_TEST(bad_arguments)
+{
+    braid_config big = { .workers = 5000 };
+    ck_assert_int_eq(braid_run(NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(braid_run(&big, nothing, NULL), -EINVAL);
+    braid_config tiny = { .workers = 1, .stack_size = 100 };
+    ck_assert_int_eq(braid_run(&tiny, nothing, NULL), -EINVAL);
+    ck_assert_int_eq(braid_go(nothing, NULL), -EPERM);      /* no runtime */
+    ck_assert_int_eq(braid_go(NULL, NULL), -EINVAL);
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(NULL, inc, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(braid_spawn(&t, NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(braid_join(NULL, NULL, 0), -EINVAL);
+    ck_assert_int_eq(braid_cancel(NULL), -EINVAL);
+    ck_assert_int_eq(braid_detach(NULL), -EINVAL);
+    ck_assert_int_eq(braid_attr_init(NULL), -EINVAL);
+    braid_attr a;
+    braid_attr_init(&a);
+    ck_assert_int_eq(braid_attr_set_stack_size(&a, 10), -EINVAL);
+    ck_assert_int_eq(braid_attr_set_stack_size(NULL, 0), -EINVAL);
+    ck_assert_int_eq(braid_cancelled(), 0);
+    ck_assert_ptr_null(braid_self());
+    ck_assert_int_gt(braid_now(), 0);
+    ck_assert_int_eq(braid_run(&one, nested_run, NULL), 0);
+    ck_assert_str_eq(braid_strerror(-EPIPE), "the other side of the channel is closed");
+}
+END_TEST
+
+static void *enomem_spawn(void *arg)
+{
+    (void)arg;
+    braid_attr a;
+    braid_attr_init(&a);
+    braid_attr_set_stack_size(&a, 1 << 20);   /* a size with no slab yet */
+    braid_task *t = NULL;
+    braid__stack_fail_next(1);
+    ck_assert_int_eq(braid_spawn(&t, inc, NULL, &a), -ENOMEM);
+    /* nothing half-built: the next spawn of that size works */
+    ck_assert_int_eq(braid_spawn(&t, inc, (void *)3, &a), 0);
+    void *r;
+    ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
+    ck_assert_ptr_eq(r, (void *)3);
+    braid_stats s;
+    braid_stats_get(&s);
+    return NULL;
+}
+
+static void enomem_main(void *arg)
+{
+    braid_task *t;
+    braid_spawn(&t, enomem_spawn, arg, NULL);
+    braid_join(t, NULL, BRAID_FOREVER);
+}
+
+START_TEST(spawn_enomem)
+{
+    ck_assert_int_eq(braid_run(&two, enomem_main, NULL), 0);
+}
+END_TEST
+
+static void fork_main(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        bad |= braid_go(nothing, NULL) != -EPERM;
+        bad |= braid_sleep(1000) != -EPERM;
+        bad |= braid_run(NULL, nothing, NULL) != -EPERM;
+        _exit(bad ? 1 : 0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 0);
+}
+
+START_TEST(fork_child_gets_eperm)
+{
+    ck_assert_int_eq(braid_run(&two, fork_main, NULL), 0);
+}
+END_TEST
+
+/* A coroutine that blocks its worker thread: the rest of that worker's
+   queue, next slot included, runs elsewhere. */
+static atomic_long hog_seen;
+
+static void *quick(void *arg)
+{
+    atomic_store(&hog_seen, braid_now());
+    return arg;
+}
+
+static void *hog(void *arg)
+{
+    (void)arg;
+    braid_task *t;
+    braid_spawn(&t, quick, NULL, NULL);   /* lands in this worker's next slot */
+    int64_t t0 = braid_now();
+    struct timespec ts = { 0, 500000000 };
+    nanosleep(&ts, NULL);                 /* blocks the thread, not just us */
+    braid_join(t, NULL, BRAID_FOREVER);
+    return (void *)(long)(atomic_load(&hog_seen) - t0);
+}
+
+static void hog_main(void *arg)
+{
+    (void)arg;
+    braid_task *t;
+    braid_spawn(&t, hog, NULL, NULL);
+    void *r;
+    braid_join(t, &r, BRAID_FOREVER);
+    ck_assert_int_gt((long)r, 0);
+    ck_assert_int_lt((long)r, 50000000);
+}
+
+START_TEST(blocked_worker_queue_runs_elsewhere)
+{
+    ck_assert_int_eq(braid_run(&two, hog_main, NULL), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *tc = tcase_create("spawn");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, spawn_join_million);
+    tcase_add_test(tc, work_spreads);
+    tcase_add_test(tc, spawn_from_foreign_thread);
+    tcase_add_test(tc, spawn_enomem);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fairness");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, yield_no_starvation);
+    tcase_add_test(tc, next_slot_no_starvation);
+    tcase_add_test(tc, blocked_worker_queue_runs_elsewhere);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("wait");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, join_with_deadline);
+    tcase_add_test(tc, cancel_sleep);
+    tcase_add_test(tc, cancel_join);
+    tcase_add_test(tc, sleepers_wake_in_order);
+    tcase_add_test(tc, errno_across_migration);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("scale");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, million_parked);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("misuse");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, overflow_aborts_with_message);
+    tcase_add_test(tc, deadlock_detected);
+    tcase_add_test(tc, run_twice);
+    tcase_add_test(tc, bad_arguments);
+    tcase_add_test(tc, fork_child_gets_eperm);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

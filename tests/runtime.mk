@@ -1,0 +1,18 @@
+## Runtime core suites.
+check_PROGRAMS += tests/check_context tests/check_runtime tests/check_api
+TESTS += tests/check_context tests/check_runtime tests/check_api
+
+# The register switch alone, no scheduler.
+tests_check_context_SOURCES = tests/check_context.c
+tests_check_context_CFLAGS = $(TEST_CFLAGS)
+tests_check_context_LDADD = libbraid_core.la $(CHECK_LIBS) -lm
+
+tests_check_runtime_SOURCES = tests/check_runtime.c
+tests_check_runtime_CFLAGS = $(TEST_CFLAGS)
+tests_check_runtime_LDADD = $(TEST_LIBS)
+
+# Links only the installed-style library: a hidden symbol used by mistake
+# fails the link.
+tests_check_api_SOURCES = tests/check_api.c
+tests_check_api_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_check_api_LDADD = libbraid.la $(CHECK_LIBS)
