@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef BRAID_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define SLAB_BYTES (64u << 10)
 #define CACHE_MAX 64
@@ -326,7 +329,6 @@ BRAID_EXPORT int braid_join(braid_task *t, void **result, int64_t deadline)
     }
     braid__spin_unlock(&c->lk);
     if (result) *result = c->result;
-    c->flags |= CORO_DETACHED;
     braid__coro_unref(c);
     return 0;
 }
@@ -335,9 +337,6 @@ BRAID_EXPORT int braid_detach(braid_task *t)
 {
     braid__coro *c = (braid__coro *)t;
     if (!c || (c->flags & CORO_DETACHED)) return -EINVAL;
-    braid__spin_lock(&c->lk);
-    c->flags |= CORO_DETACHED;
-    braid__spin_unlock(&c->lk);
     braid__coro_unref(c);
     return 0;
 }

@@ -85,6 +85,8 @@ static int configure(const braid_config *cfg)
     braid__rt.nworkers = n;
     braid__rt.stack_size = braid__stack_round(ss);
     braid__rt.no_deadlock_check = cfg ? cfg->no_deadlock_check : 0;
+    const char *chaos = getenv("BRAID_CHAOS");
+    braid__rt.chaos = chaos ? strtoull(chaos, NULL, 0) | 1 : 0;
     return 0;
 }
 
@@ -128,6 +130,7 @@ static void teardown(void)
     braid_stats_get(&last_stats);
     braid__sched_stop();
     braid__poller_stop();
+    braid__sched_free();
     braid__netio_fini();
     braid__timers_fini();
     braid__stacks_release_all();

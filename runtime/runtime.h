@@ -56,7 +56,7 @@ struct braid__worker {
     /* Parking: park word 0 = asleep or running, 1 = woken (futex). */
     _Atomic uint32_t park BRAID_ALIGNED;
     struct braid__worker *idle_next;   /* rt.idle_lock */
-    bool idle;                         /* rt.idle_lock */
+    _Atomic bool idle;                 /* written under rt.idle_lock */
     /* Counters: owner writes (relaxed), anyone reads. */
     _Atomic uint64_t switches, steals, parks, spawned, completed;
     uint64_t seen_switches;        /* monitor only */
@@ -77,6 +77,7 @@ struct braid__rt {
     braid__worker **workers;       /* immutable while running */
     size_t stack_size;             /* default, rounded; immutable */
     unsigned no_deadlock_check;
+    uint64_t chaos;                /* BRAID_CHAOS seed; 0 = off; immutable */
     _Atomic int running;           /* 1 between start and stop */
     _Atomic int stopping;
     _Atomic int result;            /* braid_run's return value */
@@ -102,7 +103,8 @@ extern struct braid__rt braid__rt;
 
 /* sched.c, for runtime.c */
 int  braid__sched_start(void);
-void braid__sched_stop(void);
+void braid__sched_stop(void);       /* joins the worker threads */
+void braid__sched_free(void);       /* after the I/O thread stopped */
 void braid__sched_push(braid__coro *c);     /* newly spawned */
 void braid__coro_start(braid__coro *c);     /* first run: stack + ctx */
 uint64_t braid__sched_counter(size_t off);  /* sum a worker counter */

@@ -44,8 +44,12 @@ struct braid__rt braid__rt;
 
 static __thread braid__worker *tls_worker;
 
+/* TSan sees each fiber as its own thread: fibers of one worker thread
+   share its TLS, so every read of it is ordered after the thread's writes
+   through acquire on the TLS variable (released at each switch). */
 __attribute__((noinline)) braid__worker *braid__worker_self(void)
 {
+    braid__tsan_acquire(&tls_worker);
     braid__worker *w = tls_worker;
     __asm__ __volatile__("" ::: "memory");
     return w;
@@ -53,6 +57,7 @@ __attribute__((noinline)) braid__worker *braid__worker_self(void)
 
 __attribute__((noinline)) braid__coro *braid__current(void)
 {
+    braid__tsan_acquire(&tls_worker);
     braid__worker *w = tls_worker;
     __asm__ __volatile__("" ::: "memory");
     return w ? w->cur : NULL;
@@ -65,6 +70,13 @@ __attribute__((noinline)) static int *errno_slot(void)
     int *p = &errno;
     __asm__ __volatile__("" : "+r"(p));
     return p;
+}
+
+/* Counters written only by their owner: a plain load and store, no lock
+   prefix; readers sum them with relaxed loads. */
+static inline void bump(_Atomic uint64_t *p, uint64_t n)
+{
+    st_relaxed(p, ld_relaxed(p) + n);
 }
 
 static uint32_t rnd(braid__worker *w)
@@ -174,7 +186,7 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
             first = c;
         }
     }
-    if (first) add_relaxed(&w->steals, 1 + ck_ring_size(&w->ring));
+    if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring));
     return first;
 }
 
@@ -246,6 +258,11 @@ void braid__ready(braid__coro *c)
     }
     if (w) {
         braid__tsan_release(c);
+        if (unlikely(braid__rt.chaos) && rnd(w) % 4 == 0) {
+            runq_push_owner(w, c);      /* chaos: bypass the next slot */
+            wakep();
+            return;
+        }
         braid__coro *old = atomic_exchange_explicit(&w->next, c,
                                                     memory_order_acq_rel);
         if (!old) return;       /* runs as soon as we stop: no wake needed */
@@ -307,16 +324,17 @@ static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
 {
     braid__ctx *from = fromc ? &fromc->ctx : &w->idle_ctx;
     braid__ctx *to = toc ? &toc->ctx : &w->idle_ctx;
-    add_relaxed(&w->switches, 1);
+    bump(&w->switches, 1);
 #ifdef BRAID_ASAN
     void **fake = dying ? NULL : fromc ? &fromc->asan_fake : &w->idle_fake;
     __sanitizer_start_switch_fiber(fake, toc ? toc->stack.lo : w->idle_bottom,
                                    toc ? toc->stack.size : w->idle_size);
 #endif
 #ifdef BRAID_TSAN
+    void *fiber = toc ? toc->tsan_fiber : w->idle_fiber;  /* read first */
     __tsan_release(w);
-    __tsan_switch_to_fiber(toc ? toc->tsan_fiber : w->idle_fiber,
-                           __tsan_switch_to_fiber_no_sync);
+    __tsan_release(&tls_worker);
+    __tsan_switch_to_fiber(fiber, __tsan_switch_to_fiber_no_sync);
 #endif
     (void)dying;
     braid__ctx_switch(from, to);
@@ -491,7 +509,19 @@ static braid__worker *idle_pop(void)
 
 void braid__stat_poll(void) { add_relaxed(&braid__rt.polls, 1); }
 
-void braid__chaos_point(void) { }
+void braid__chaos_point(void)
+{
+    if (likely(!braid__rt.chaos)) return;
+    braid__worker *w = braid__worker_self();
+    if (w && w->cur && rnd(w) % 8 == 0) braid_yield();
+}
+
+int64_t braid__chaos_jitter(void)
+{
+    if (likely(!braid__rt.chaos)) return 0;
+    braid__worker *w = braid__worker_self();
+    return w ? rnd(w) % 1000000 : 0;
+}
 
 void braid__source_add(void) { atomic_fetch_add(&braid__rt.sources, 1); }
 void braid__source_del(void) { atomic_fetch_sub(&braid__rt.sources, 1); }
@@ -529,7 +559,7 @@ static void stop_spinning(braid__worker *w)
 static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 {
     unsigned n = braid__rt.nworkers;
-    unsigned start = rnd(w) % n;
+    unsigned start = rnd(w) % n;   /* random victim (chaos or not) */
     for (unsigned i = 0; i < n; i++) {
         braid__worker *v = braid__rt.workers[(start + i) % n];
         if (v == w) continue;
@@ -544,7 +574,7 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 
 static void park_worker(braid__worker *w)
 {
-    add_relaxed(&w->parks, 1);
+    bump(&w->parks, 1);
     while (!atomic_exchange_explicit(&w->park, 0, memory_order_acquire)) {
         if (ld_acquire(&braid__rt.stopping)) return;
         braid__futex_wait(&w->park, 0, -1);
@@ -572,11 +602,13 @@ static braid__coro *find_runnable(braid__worker *w)
             stop_spinning(w);
             return c;
         }
-        idle_push(w);
+        /* Stop spinning before publishing ourselves idle: once we are on
+           the idle list a waker may set w->spinning for us (and count it). */
         if (w->spinning) {
             w->spinning = false;
             atomic_fetch_sub(&braid__rt.nspinning, 1);
         }
+        idle_push(w);
         atomic_thread_fence(memory_order_seq_cst);  /* pairs with wakep */
         if (any_work() && idle_remove(w))
             continue;
@@ -588,6 +620,7 @@ static void *worker_main(void *arg)
 {
     braid__worker *w = arg;
     tls_worker = w;
+    braid__tsan_release(&tls_worker);
     stack_t ss = { .ss_sp = w->altstack, .ss_size = SIGSTKSZ * 4 };
     sigaltstack(&ss, NULL);
 #ifdef BRAID_ASAN
@@ -647,7 +680,8 @@ static int worker_new(unsigned id, braid__worker **out)
     if (posix_memalign((void **)&w, BRAID_CACHELINE, sizeof *w)) return -ENOMEM;
     memset(w, 0, sizeof *w);
     w->id = id;
-    w->rng = 0x9E3779B97F4A7C15ULL * (id + 1) ^ (uint64_t)braid_now();
+    w->rng = 0x9E3779B97F4A7C15ULL * (id + 1) ^
+             (braid__rt.chaos ? braid__rt.chaos : (uint64_t)braid_now());
     ck_ring_init(&w->ring, RUNQ_SIZE);
     w->stacks = braid__stack_cache_new(braid__rt.stack_size);
     w->coros = braid__coro_cache_new();
@@ -722,6 +756,10 @@ void braid__sched_stop(void)
         pthread_join(braid__rt.workers[i]->thread, NULL);
     sigaction(SIGSEGV, &braid__rt.old_segv, NULL);
     sigaction(SIGBUS, &braid__rt.old_bus, NULL);
+}
+
+void braid__sched_free(void)
+{
     for (unsigned i = 0; i < braid__rt.nworkers; i++)
         worker_free(braid__rt.workers[i]);
     free(braid__rt.workers);
@@ -735,12 +773,12 @@ void braid__sched_stop(void)
 
 int64_t braid__sched_monitor(int64_t now)
 {
-    if (!ld_acquire(&braid__rt.running) || ld_relaxed(&braid__rt.stopping))
+    if (!ld_acquire(&braid__rt.running) || ld_acquire(&braid__rt.stopping))
         return -1;
     bool busy = false;
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
-        if (ld_relaxed(&v->park) == 0 && v->idle) continue;  /* asleep */
+        if (ld_relaxed(&v->idle)) continue;  /* asleep */
         busy = true;
     }
     if (busy && any_work() && ld_relaxed(&braid__rt.nspinning) == 0)

@@ -60,7 +60,11 @@ int64_t braid__sched_monitor(int64_t now);
 /* Count one epoll_wait of the I/O thread (braid_stats.polls). */
 void braid__stat_poll(void);
 
-/* Chaos mode (env BRAID_CHAOS): maybe yield at an interesting point. */
+/* Chaos mode (env BRAID_CHAOS=<seed>): maybe yield at an interesting point
+   (channel, lock and I/O code calls this); a random extra delay for a new
+   timer (never negative: a deadline never fires early).  Both are a load
+   and a branch when chaos is off. */
 void braid__chaos_point(void);
+int64_t braid__chaos_jitter(void);
 
 #endif

@@ -112,7 +112,8 @@ int braid__timer_start(braid__timer *t, int64_t when,
     if (!H) return -EPERM;
     unsigned hi = w ? w->id % NH : NH - 1;
     heap *h = &H[hi];
-    t->when = when;
+    int64_t j = braid__chaos_jitter();
+    t->when = when > INT64_MAX - j ? INT64_MAX : when + j;
     t->fn = fn;
     t->heap = hi;
     braid__spin_lock(&h->lock);
@@ -131,10 +132,10 @@ int braid__timer_start(braid__timer *t, int64_t when,
     up(h, h->n - 1);
     bool first = h->v[0] == t;
     if (first)
-        atomic_store_explicit(&h->earliest, when, memory_order_relaxed);
+        atomic_store_explicit(&h->earliest, t->when, memory_order_relaxed);
     atomic_fetch_add_explicit(&armed, 1, memory_order_relaxed);
     braid__spin_unlock(&h->lock);
-    if (first) braid__poller_kick(when);
+    if (first) braid__poller_kick(t->when);
     return 0;
 }
 

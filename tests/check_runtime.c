@@ -341,6 +341,13 @@ END_TEST
 
 /* Many sleepers wake in deadline order. */
 #define SLEEPERS 100
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || \
+    (defined(__has_feature) && (__has_feature(thread_sanitizer) || \
+                                __has_feature(address_sanitizer)))
+#define SLEEP_GAP 8000000     /* sanitizers slow everything down ~10x */
+#else
+#define SLEEP_GAP 2000000
+#endif
 static atomic_int order_idx, early;
 static int order[SLEEPERS];
 static int64_t sleep_base;
@@ -348,7 +355,7 @@ static int64_t sleep_base;
 static void ordered_sleeper(void *arg)
 {
     long i = (long)arg;
-    int64_t deadline = sleep_base + 5000000 + i * 1000000;
+    int64_t deadline = sleep_base + 5000000 + i * SLEEP_GAP;
     ck_assert_int_eq(braid_sleep_until(deadline), 0);
     if (braid_now() < deadline) atomic_fetch_add(&early, 1);
     order[atomic_fetch_add(&order_idx, 1)] = (int)i;
