@@ -242,7 +242,8 @@ BRAID_EXPORT int braid_spawn(braid_task **t, void *(*fn)(void *), void *arg,
 
 /* ---- run and exit ---------------------------------------------------------- */
 
-void braid__coro_finish(braid__coro *c, void (*after)(void *));
+void braid__coro_finish(braid__coro *c,
+                        void (*after)(braid__worker *, void *));
 void braid__coro_run(braid__coro *c);
 void braid__main_done(braid__coro *c);
 
@@ -253,10 +254,9 @@ void braid__coro_unref(braid__coro *c)
 }
 
 /* Deferred action of an exit: c is off its stack now. */
-static void exited(void *arg)
+static void exited(braid__worker *w, void *arg)
 {
     braid__coro *c = arg;
-    braid__worker *w = braid__worker_self();
 #ifdef BRAID_TSAN
     __tsan_destroy_fiber(c->tsan_fiber);
 #endif

@@ -40,7 +40,8 @@ struct braid__worker {
     /* Owner only. */
     braid__coro *cur;              /* running coroutine, NULL on idle ctx */
     braid__ctx idle_ctx;           /* the thread's own stack: find work */
-    void (*after)(void *);         /* deferred action, see braid__park */
+    void (*after)(braid__worker *, void *); /* deferred, see braid__park */
+    int *errno_ptr;                /* this thread's errno */
     void *after_arg;
     unsigned tick;
     unsigned streak;               /* next-slot runs in a row */

@@ -63,15 +63,6 @@ __attribute__((noinline)) braid__coro *braid__current(void)
     return w ? w->cur : NULL;
 }
 
-/* errno through a call the compiler cannot fold: __errno_location is
-   declared const, so its address could be reused across a migration. */
-__attribute__((noinline)) static int *errno_slot(void)
-{
-    int *p = &errno;
-    __asm__ __volatile__("" : "+r"(p));
-    return p;
-}
-
 /* Counters written only by their owner: a plain load and store, no lock
    prefix; readers sum them with relaxed loads. */
 static inline void bump(_Atomic uint64_t *p, uint64_t n)
@@ -310,10 +301,10 @@ void braid__ready_batch(braid__batch *b)
 
 static void run_after(braid__worker *w)
 {
-    void (*fn)(void *) = w->after;
+    void (*fn)(braid__worker *, void *) = w->after;
     if (fn) {
         w->after = NULL;
-        fn(w->after_arg);
+        fn(w, w->after_arg);
     }
 }
 
@@ -352,7 +343,7 @@ static braid__worker *resumed(braid__coro *self)
     __tsan_acquire(w);
 #endif
     if (self) {
-        *errno_slot() = self->saved_errno;
+        *w->errno_ptr = self->saved_errno;  /* this thread's errno now */
         self->worker = (int16_t)w->id;
     }
     run_after(w);
@@ -385,7 +376,7 @@ void braid__coro_start(braid__coro *c)
 static void switch_away(braid__worker *w, braid__coro *me, bool dying)
 {
     check_stack(me);
-    me->saved_errno = *errno_slot();
+    me->saved_errno = *w->errno_ptr;
     braid__coro *to = pick_local(w);
     if (to && !to->stack.lo)
         braid__coro_start(to);
@@ -394,7 +385,7 @@ static void switch_away(braid__worker *w, braid__coro *me, bool dying)
     switch_ctx(w, me, to, dying);
 }
 
-void braid__park(void (*after)(void *), void *arg)
+void braid__park(void (*after)(braid__worker *, void *), void *arg)
 {
     braid__worker *w = braid__worker_self();
     braid__coro *me = w->cur;
@@ -404,10 +395,9 @@ void braid__park(void (*after)(void *), void *arg)
     resumed(me);
 }
 
-static void requeue(void *arg)
+static void requeue(braid__worker *w, void *arg)
 {
     braid__coro *c = arg;
-    braid__worker *w = braid__worker_self();
     st_relaxed(&c->state, CORO_RUNNABLE);
     runq_push_owner(w, c);
 }
@@ -440,10 +430,12 @@ static void coro_entry(void *arg)
                  (unsigned long long)c->id);
 }
 
-void braid__coro_finish(braid__coro *c, void (*after)(void *));
+void braid__coro_finish(braid__coro *c,
+                        void (*after)(braid__worker *, void *));
 
-/* Leave for good: after(c) runs once c is off its stack. */
-void braid__coro_finish(braid__coro *c, void (*after)(void *))
+/* Leave for good: after(w, c) runs once c is off its stack. */
+void braid__coro_finish(braid__coro *c,
+                        void (*after)(braid__worker *, void *))
 {
     braid__worker *w = braid__worker_self();
     w->after = after;
@@ -620,6 +612,7 @@ static void *worker_main(void *arg)
 {
     braid__worker *w = arg;
     tls_worker = w;
+    w->errno_ptr = &errno;
     braid__tsan_release(&tls_worker);
     stack_t ss = { .ss_sp = w->altstack, .ss_size = SIGSTKSZ * 4 };
     sigaltstack(&ss, NULL);

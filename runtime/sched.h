@@ -36,10 +36,10 @@ void braid__ready(braid__coro *c);
 void braid__batch_add(braid__batch *b, braid__coro *c);
 void braid__ready_batch(braid__batch *b);
 
-/* Switch the calling coroutine away.  Once it is off its stack, after(arg)
-   runs on the same worker (the deferred action: publish that it is parked,
-   release a lock).  Coroutine only. */
-void braid__park(void (*after)(void *), void *arg);
+/* Switch the calling coroutine away.  Once it is off its stack, after(w,
+   arg) runs on the same worker w (the deferred action: publish that it is
+   parked, release a lock).  Coroutine only. */
+void braid__park(void (*after)(braid__worker *, void *), void *arg);
 
 /* Deadlock detection: count something that can wake a coroutine from
    outside (an armed deadline, an I/O wait, a blocking-pool call, a thread

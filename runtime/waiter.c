@@ -59,8 +59,9 @@ bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b)
 }
 
 /* Deferred action of a coroutine's park: it is off its stack now. */
-static void parked(void *arg)
+static void parked(braid__worker *self, void *arg)
 {
+    (void)self;
     braid__waiter *w = arg;
     uint32_t exp = 0;
     if (atomic_compare_exchange_strong_explicit(&w->park, &exp, 1,

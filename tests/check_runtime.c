@@ -18,6 +18,17 @@
 
 #include "braid.h"
 
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || \
+    __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SANITIZED 1
+#define SLEEP_GAP 8000000     /* sanitizers slow everything down ~10x */
+#else
+#define SLEEP_GAP 2000000
+#endif
+
 void braid__stack_fail_next(int n);
 void braid__coro_fail_next(int n);
 
@@ -341,13 +352,7 @@ END_TEST
 
 /* Many sleepers wake in deadline order. */
 #define SLEEPERS 100
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || \
-    (defined(__has_feature) && (__has_feature(thread_sanitizer) || \
-                                __has_feature(address_sanitizer)))
-#define SLEEP_GAP 8000000     /* sanitizers slow everything down ~10x */
-#else
-#define SLEEP_GAP 2000000
-#endif
+
 static atomic_int order_idx, early;
 static int order[SLEEPERS];
 static int64_t sleep_base;
@@ -423,7 +428,7 @@ START_TEST(million_parked)
     double per = (double)(rss_parked - rss_before) / PARKED;
     fprintf(stderr, "million_parked: %.0f bytes per parked coroutine, %ld maps\n",
             per, maps_parked);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#ifndef SANITIZED
     ck_assert_double_le(per, 4096 + 512);
 #endif
 }
