@@ -165,6 +165,22 @@ static braid__stack_cache *my_stacks(void)
     return w ? w->stacks : NULL;
 }
 
+/* Ids come in blocks so that spawning on two workers shares no counter. */
+#define ID_BLOCK 1024
+static uint64_t new_id(void)
+{
+    braid__worker *w = braid__worker_self();
+    if (!w)
+        return atomic_fetch_add_explicit(&braid__rt.next_id, 1,
+                                         memory_order_relaxed) + 1;
+    if (w->id_next == w->id_end) {
+        w->id_next = atomic_fetch_add_explicit(&braid__rt.next_id, ID_BLOCK,
+                                               memory_order_relaxed) + 1;
+        w->id_end = w->id_next + ID_BLOCK;
+    }
+    return w->id_next++;
+}
+
 /* Build a coroutine; not yet runnable.  NULL with *err set on failure. */
 static braid__coro *coro_new(void *(*fn)(void *), void *arg,
                              const braid_attr *attr, unsigned flags, int *err)
@@ -185,8 +201,7 @@ static braid__coro *coro_new(void *(*fn)(void *), void *arg,
     c->arg = arg;
     c->flags = flags;
     st_relaxed(&c->refs, (flags & CORO_DETACHED) ? 1 : 2);
-    c->id = atomic_fetch_add_explicit(&braid__rt.next_id, 1,
-                                      memory_order_relaxed) + 1;
+    c->id = new_id();
     c->name = attr ? attr->name : NULL;
     c->lk = (braid__spin)BRAID__SPIN_INIT;
     c->done = false;
@@ -195,9 +210,9 @@ static braid__coro *coro_new(void *(*fn)(void *), void *arg,
     c->ticks = 0;
     c->worker = -1;
     st_relaxed(&c->state, CORO_NEW);
-    atomic_fetch_add_explicit(&braid__rt.live, 1, memory_order_relaxed);
     braid__worker *w = braid__worker_self();
-    if (w) add_relaxed(&w->spawned, 1);
+    if (w) st_relaxed(&w->spawned, ld_relaxed(&w->spawned) + 1);
+    else add_relaxed(&braid__rt.foreign_spawned, 1);
     return c;
 }
 
@@ -262,8 +277,7 @@ static void exited(braid__worker *w, void *arg)
 #endif
     braid__stack_put(w->stacks, &c->stack);
     c->stack.lo = NULL;
-    add_relaxed(&w->completed, 1);
-    atomic_fetch_sub_explicit(&braid__rt.live, 1, memory_order_relaxed);
+    st_relaxed(&w->completed, ld_relaxed(&w->completed) + 1);
     if (c->flags & CORO_MAIN) braid__main_done(c);
     braid__coro_unref(c);
 }

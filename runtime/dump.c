@@ -49,10 +49,12 @@ BRAID_EXPORT void braid_dump(FILE *out)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     dump_ctx d = { out, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0 };
-    fprintf(out, "braid dump: %u workers (%u idle, %u spinning), %ld live "
+    braid_stats st;
+    braid_stats_get(&st);
+    fprintf(out, "braid dump: %u workers (%u idle, %u spinning), %llu live "
             "coroutines, %ld wake sources, %zu in the global queue\n",
             braid__rt.nworkers, ld_relaxed(&braid__rt.npidle),
-            ld_relaxed(&braid__rt.nspinning), (long)atomic_load(&braid__rt.live),
+            ld_relaxed(&braid__rt.nspinning), (unsigned long long)st.live,
             (long)atomic_load(&braid__rt.sources), ld_relaxed(&braid__rt.gq_n));
     for (unsigned i = 0; braid__rt.workers && i < braid__rt.nworkers; i++) {
         braid__worker *w = braid__rt.workers[i];

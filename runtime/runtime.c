@@ -118,7 +118,7 @@ static void reset_state(void)
     atomic_store(&braid__rt.result, 0);
     atomic_store(&braid__rt.done, 0);
     atomic_store(&braid__rt.sources, 0);
-    atomic_store(&braid__rt.live, 0);
+    atomic_store(&braid__rt.foreign_spawned, 0);
     atomic_store(&braid__rt.global_pushes, 0);
     atomic_store(&braid__rt.polls, 0);
 }
@@ -202,7 +202,8 @@ BRAID_EXPORT void braid_stats_get(braid_stats *s)
     s->completed = SUM(completed);
 #undef SUM
     s->polls = atomic_load(&braid__rt.polls);
-    s->live = (uint64_t)atomic_load(&braid__rt.live);
+    s->spawned += atomic_load(&braid__rt.foreign_spawned);
+    s->live = s->spawned - s->completed;
     s->workers = braid__rt.nworkers;
     s->global_pushes = atomic_load(&braid__rt.global_pushes);
 }

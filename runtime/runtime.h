@@ -61,6 +61,7 @@ struct braid__worker {
     /* Counters: owner writes (relaxed), anyone reads. */
     _Atomic uint64_t switches, steals, parks, spawned, completed;
     uint64_t seen_switches;        /* monitor only */
+    uint64_t id_next, id_end;      /* owner: block of coroutine ids */
     pthread_t thread;
     void *altstack;
 #ifdef BRAID_ASAN
@@ -83,18 +84,19 @@ struct braid__rt {
     _Atomic int stopping;
     _Atomic int result;            /* braid_run's return value */
     _Atomic uint32_t done;         /* futex: braid_run waits for 1 */
-    /* Global queue: spinlock-protected FIFO. */
-    braid__spin gq_lock;
+    /* Global queue: spinlock-protected FIFO (its own cache line). */
+    braid__spin gq_lock BRAID_ALIGNED;
     braid__coro *gq_head, *gq_tail;    /* gq_lock */
     _Atomic size_t gq_n;               /* written under gq_lock */
-    /* Idle workers. */
-    braid__spin idle_lock;
+    /* Idle workers (read by every wakep: keep away from written lines). */
+    braid__spin idle_lock BRAID_ALIGNED;
     braid__worker *idle_head;          /* idle_lock */
     _Atomic unsigned npidle;           /* written under idle_lock */
-    _Atomic unsigned nspinning;
-    _Atomic long sources;              /* see braid__source_add */
-    _Atomic long live;                 /* coroutines not yet finished */
-    _Atomic uint64_t next_id;
+    _Atomic unsigned nspinning BRAID_ALIGNED;
+    /* Rarely written. */
+    _Atomic long sources BRAID_ALIGNED;/* see braid__source_add */
+    _Atomic uint64_t next_id;          /* id blocks handed to workers */
+    _Atomic uint64_t foreign_spawned;  /* spawns from plain threads */
     _Atomic uint64_t global_pushes, polls;
     braid__coro *main;
     struct sigaction old_segv, old_bus;

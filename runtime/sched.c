@@ -267,9 +267,16 @@ void braid__ready(braid__coro *c)
     wakep();
 }
 
+/* A new coroutine goes where braid__ready puts it.  Back-pressure: when
+   the spawner's run queue is three-quarters full it yields, so a spawning
+   loop runs its own children (objects and stacks stay hot on this worker,
+   nothing spills to the global queue) while idle workers steal the rest. */
 void braid__sched_push(braid__coro *c)
 {
     braid__ready(c);
+    braid__worker *w = braid__worker_self();
+    if (w && w->cur && ck_ring_size(&w->ring) >= RUNQ_SIZE * 3 / 4)
+        braid_yield();
 }
 
 void braid__batch_add(braid__batch *b, braid__coro *c)
