@@ -327,7 +327,7 @@ BRAID_EXPORT int braid_join(braid_task *t, void **result, int64_t deadline)
             braid__spin_unlock(&c->lk);
             return -EBUSY;
         }
-        if (deadline >= 0 && deadline <= braid_now()) {
+        if (deadline != BRAID_FOREVER && deadline <= braid_now()) {
             braid__spin_unlock(&c->lk);
             return -EAGAIN;
         }

@@ -106,6 +106,7 @@ static void coro_wait(braid__waiter *w, braid__coro *me)
 
 int braid__waiter_wait(braid__waiter *w, int64_t deadline)
 {
+    if (deadline < BRAID_FOREVER) deadline = 0;   /* any other negative: past */
     braid__coro *me = w->coro;
     bool mine = false, armed = false;
     if (me) {
@@ -163,6 +164,7 @@ BRAID_EXPORT int64_t braid_after(int64_t ns)
 BRAID_EXPORT int braid_sleep_until(int64_t deadline)
 {
     if (braid__forked_child()) return -EPERM;
+    if (deadline < BRAID_FOREVER) deadline = 0;
     if (deadline >= 0 && deadline <= braid_now()) {
         braid_yield();
         return 0;

@@ -1,0 +1,548 @@
+/*
+ * chan.c - channels: trio's memory channel with Go's hchan hand-off.
+ *
+ * A channel is one braid__chan plus any number of braid_tx / braid_rx
+ * handles (each its own small heap object).  The buffer is a FIFO of
+ * segments allocated as it grows (each about half the buffered bytes, from
+ * 4 KiB to 1 MiB, never beyond the capacity) and freed as it drains, the
+ * big ones mmap'd so that their memory really goes back: neither a huge
+ * capacity nor a drained burst holds memory.  elem_size 0 keeps no
+ * segments: count is the buffer.  Elements up to BRAID__CHAN_ELEM_MAX
+ * (1 MiB) are copied straight between the parties' buffers and segments.
+ *
+ * Invariants (under ch->lock, ignoring nodes whose waiter is already
+ * decided, which are skipped and unlinked by whoever meets them first):
+ *  - recvq non-empty  =>  count == 0 (a receiver blocks only on an empty
+ *    buffer, and a sender serves waiting receivers before the buffer).
+ *  - sendq non-empty  =>  count == cap (a sender blocks only on a full
+ *    buffer, or cap 0; a receiver that frees a slot refills it from the
+ *    first waiting sender).
+ *  - rx_open == 0  =>  sendq empty and count == 0 (last rx close evicts
+ *    the senders with -EPIPE and drops the buffer).
+ *  - tx_open == 0  =>  recvq empty (last tx close evicts the receivers with
+ *    -EPIPE; the buffer is then empty by the first invariant).
+ *  - refs == tx_open + rx_open + nodes enqueued and not yet cleaned up by
+ *    their owner.  Whoever drops refs to 0 frees the channel.
+ *
+ * Hand-off (Go's chan.go): a sender that finds a waiting receiver copies
+ * its element straight into node->elem; a receiver on a full buffer takes
+ * the head and pulls the first waiting sender's element into the tail; a
+ * receiver on cap 0 copies straight from the sender's node->elem.  Every
+ * such step pops the peer's node, then braid__waiter_claim()s the peer's
+ * waiter (a select waiter shares one state word across its nodes; the
+ * outcome carries node->index), copies only after winning, and wakes the
+ * peer after dropping ch->lock.  The peer cannot leave braid__waiter_wait
+ * before that wake, so its buffer and waiter stay valid meanwhile.
+ *
+ * Close: the closer takes ch->lock, unlinks and claims every node that
+ * came through the closing handle (node->data) with -EBADF, and when it
+ * closes the last handle of its side, every node of the other side with
+ * -EPIPE.  Woken peers never touch their (freed) handle again: they hold
+ * the channel through their pin.
+ *
+ * Lock discipline: ch->lock is a spinlock held for a few loads, stores
+ * and one element copy; nothing blocks or allocates beyond a segment under
+ * it.  braid_select holds several channel locks at once, taken in address
+ * order.  Lock order: ch->lock < coro->lk < timer and run-queue locks (the
+ * waiter takes those when claimed or woken under ch->lock).
+ *
+ * Ordering: everything but refs is protected by ch->lock.  The claim CAS
+ * (acq_rel) decides who owns the waiter; the copy follows it and the wake
+ * exchange (acq_rel) publishes the copy to the woken party.  A waiter
+ * decided through its node by a channel party finds that node already
+ * unlinked (the party unlinked it before the wake) and skips the lock.
+ * refs: increments happen while the caller holds a reference (relaxed);
+ * decrements are acq_rel so the freeing party sees every earlier use.
+ */
+#include "../runtime/common.h"
+#include "chan.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Segment sizes.  A new segment holds about half of what is buffered, so
+   a filling buffer grows geometrically from SEG_MIN_BYTES to SEG_MAX_BYTES
+   per segment while a short queue stays on small segments.  Segments of
+   SEG_MAP_BYTES or more are mmap'd, so that draining a burst gives the
+   memory back to the system at once (free() would keep it in the arena);
+   only small segments are kept for reuse (SPARE_MAX of them). */
+#define SEG_MIN_BYTES 4096
+#define SEG_MAX_BYTES ((size_t)1 << 20)
+#define SEG_MAP_BYTES ((size_t)128 << 10)
+#define SPARE_MAX 2
+
+/* ---- buffer: a FIFO of segments ----------------------------------------- */
+
+static void *slot(const braid__chan *ch, braid__seg *s, size_t i)
+{
+    return (char *)s->slots + i * ch->elem_size;
+}
+
+static size_t seg_bytes(const braid__chan *ch, size_t len)
+{
+    return sizeof(braid__seg) + len * ch->elem_size;
+}
+
+static braid__seg *seg_alloc(const braid__chan *ch, size_t len)
+{
+    size_t bytes = seg_bytes(ch, len);
+    braid__seg *s;
+
+    if (bytes >= SEG_MAP_BYTES) {
+        s = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (s == MAP_FAILED)
+            return NULL;
+    } else if (!(s = malloc(bytes))) {
+        return NULL;
+    }
+    s->next = NULL;
+    s->len = len;
+    return s;
+}
+
+static void seg_free(const braid__chan *ch, braid__seg *s)
+{
+    size_t bytes = seg_bytes(ch, s->len);
+
+    if (bytes >= SEG_MAP_BYTES)
+        munmap(s, bytes);
+    else
+        free(s);
+}
+
+static void seg_free_list(const braid__chan *ch, braid__seg *s)
+{
+    while (s) {
+        braid__seg *next = s->next;
+        seg_free(ch, s);
+        s = next;
+    }
+}
+
+/* A segment for the tail: about half the buffered bytes, within the
+   bounds above and the capacity; small ones come from the spare list. */
+static braid__seg *seg_new(braid__chan *ch)
+{
+    size_t esz = ch->elem_size;
+    size_t len = ch->count / 2;
+    size_t most = SEG_MAX_BYTES / esz;
+
+    if (len > most)
+        len = most;
+    if (len < ch->seg_min)
+        len = ch->seg_min;
+    if (len > ch->cap)
+        len = ch->cap;
+    if (len == ch->seg_min && ch->spare) {
+        braid__seg *s = ch->spare;
+        ch->spare = s->next;
+        ch->nspare--;
+        s->next = NULL;
+        return s;
+    }
+    return seg_alloc(ch, len);
+}
+
+static void seg_give(braid__chan *ch, braid__seg *s)
+{
+    if (s->len != ch->seg_min || ch->nspare >= SPARE_MAX) {
+        seg_free(ch, s);
+        return;
+    }
+    s->next = ch->spare;
+    ch->spare = s;
+    ch->nspare++;
+}
+
+/* Make sure the next push needs no allocation.  false: out of memory. */
+static bool buf_reserve(braid__chan *ch)
+{
+    if (!ch->seg_min || (ch->tail && ch->tidx < ch->tail->len) || ch->reserve)
+        return true;
+    ch->reserve = seg_new(ch);
+    return ch->reserve != NULL;
+}
+
+/* Append elem.  0, or -ENOMEM (nothing changed). */
+static int buf_push(braid__chan *ch, const void *elem)
+{
+    if (ch->seg_min) {
+        if (!buf_reserve(ch))
+            return -ENOMEM;
+        if (!ch->tail || ch->tidx == ch->tail->len) {
+            braid__seg *s = ch->reserve;
+            ch->reserve = NULL;
+            if (ch->tail)
+                ch->tail->next = s;
+            else
+                ch->head = s, ch->hidx = 0;
+            ch->tail = s;
+            ch->tidx = 0;
+        }
+        memcpy(slot(ch, ch->tail, ch->tidx++), elem, ch->elem_size);
+    }
+    ch->count++;
+    return 0;
+}
+
+/* Remove the head into elem (NULL: discard).  count > 0. */
+static void buf_pop(braid__chan *ch, void *elem)
+{
+    ch->count--;
+    if (!ch->seg_min)
+        return;
+    if (elem)
+        memcpy(elem, slot(ch, ch->head, ch->hidx), ch->elem_size);
+    ch->hidx++;
+    if (ch->count == 0) {               /* head == tail: hand it back */
+        seg_give(ch, ch->head);
+        ch->head = ch->tail = NULL;
+    } else if (ch->hidx == ch->head->len) {
+        braid__seg *s = ch->head;
+        ch->head = s->next;
+        ch->hidx = 0;
+        seg_give(ch, s);
+    }
+}
+
+/* Drop every buffered element and free all segments. */
+static void buf_drop(braid__chan *ch)
+{
+    seg_free_list(ch, ch->head);
+    seg_free_list(ch, ch->spare);
+    seg_free_list(ch, ch->reserve);
+    ch->head = ch->tail = ch->spare = ch->reserve = NULL;
+    ch->nspare = 0;
+    ch->count = 0;
+}
+
+/* ---- the non-blocking halves -------------------------------------------- */
+
+/* Pop nodes off q until one whose waiter this caller wins (outcome: that
+   node's index, OK); NULL if none.  ch->lock held. */
+static braid__wnode *claim_first(braid__wlist *q)
+{
+    braid__wnode *n;
+
+    while ((n = braid__wlist_pop(q)))
+        if (braid__waiter_claim(n->w, braid__chan_outcome(n->index,
+                                                          BRAID__CHAN_OK)))
+            return n;
+    return NULL;
+}
+
+int braid__chan_try_send(braid__chan *ch, const void *elem,
+                         braid__waiter **wake)
+{
+    if (ch->rx_open == 0)
+        return -EPIPE;
+    braid__wnode *n = claim_first(&ch->recvq);
+    if (n) {                            /* straight into the receiver */
+        if (n->elem && ch->elem_size)
+            memcpy(n->elem, elem, ch->elem_size);
+        *wake = n->w;
+        return 1;
+    }
+    if (ch->count >= ch->cap)
+        return 0;
+    int r = buf_push(ch, elem);
+    return r ? r : 1;
+}
+
+int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
+{
+    braid__wnode *n;
+
+    if (ch->count > 0) {
+        buf_pop(ch, elem);
+        /* A slot is free: pull the first waiting sender into the tail.  On
+           out of memory it stays queued for the next receiver. */
+        if (ch->sendq.head && buf_reserve(ch) &&
+            (n = claim_first(&ch->sendq))) {
+            buf_push(ch, n->elem);
+            *wake = n->w;
+        }
+        return 1;
+    }
+    if ((n = claim_first(&ch->sendq))) {  /* cap 0: straight from it */
+        if (elem && ch->elem_size)
+            memcpy(elem, n->elem, ch->elem_size);
+        *wake = n->w;
+        return 1;
+    }
+    return ch->tx_open == 0 ? -EPIPE : 0;
+}
+
+/* ---- waiting ------------------------------------------------------------ */
+
+void braid__chan_enqueue(braid__chan *ch, braid__wnode *node, bool send)
+{
+    braid__wlist_push(send ? &ch->sendq : &ch->recvq, node);
+    atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+}
+
+void braid__chan_unlink(braid__chan *ch, braid__wnode *node, bool send)
+{
+    braid__spin_lock(&ch->lock);
+    braid__wlist_remove(send ? &ch->sendq : &ch->recvq, node);
+    braid__spin_unlock(&ch->lock);
+}
+
+void braid__chan_unref(braid__chan *ch)
+{
+    if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    buf_drop(ch);
+    free(ch);
+}
+
+/* Block the caller on ch (locked; unlocked on return) until a peer, a
+   closer, the deadline or a cancel decides.  handle: the braid_tx/rx the
+   call came through. */
+static int block(braid__chan *ch, void *elem, const void *handle, bool send,
+                 int64_t deadline)
+{
+    int r = braid__chan_past(deadline) ? -EAGAIN
+          : braid__cancel_pending() ? -ECANCELED : 0;
+    if (r) {
+        braid__spin_unlock(&ch->lock);
+        return r;
+    }
+    braid__waiter w;
+    braid__wnode node = { .w = &w, .elem = elem, .data = (uintptr_t)handle };
+    braid__waiter_init(&w, send ? "chan send" : "chan recv", ch);
+    braid__chan_enqueue(ch, &node, send);
+    braid__spin_unlock(&ch->lock);
+    braid__chaos_point();       /* a peer may decide us before we park */
+
+    r = braid__waiter_wait(&w, deadline);
+    if (r < 0)                  /* timed out or cancelled: still linked? */
+        braid__chan_unlink(ch, &node, send);
+    braid__chan_unref(ch);
+    return r < 0 ? r : braid__chan_result(r);
+}
+
+/* ---- public calls ------------------------------------------------------- */
+
+BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
+{
+    if (!tx || (!elem && tx->ch->elem_size))
+        return -EINVAL;
+    braid__chan *ch = tx->ch;
+    braid__waiter *wake = NULL;
+    braid__spin_lock(&ch->lock);
+    int r = tx->closed ? -EBADF : braid__chan_try_send(ch, elem, &wake);
+    if (r == 0)
+        return block(ch, (void *)elem, tx, true, deadline);
+    braid__spin_unlock(&ch->lock);
+    if (wake) {
+        braid__chaos_point();   /* the peer stays decided but parked */
+        braid__waiter_wake(wake, NULL);
+    }
+    return r < 0 ? r : 0;
+}
+
+BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
+{
+    if (!rx)
+        return -EINVAL;
+    braid__chan *ch = rx->ch;
+    braid__waiter *wake = NULL;
+    braid__spin_lock(&ch->lock);
+    int r = rx->closed ? -EBADF : braid__chan_try_recv(ch, elem, &wake);
+    if (r == 0)
+        return block(ch, elem, rx, false, deadline);
+    braid__spin_unlock(&ch->lock);
+    if (wake) {
+        braid__chaos_point();   /* the peer stays decided but parked */
+        braid__waiter_wake(wake, NULL);
+    }
+    return r < 0 ? r : 0;
+}
+
+/* Slots of the smallest segment: about SEG_MIN_BYTES, at least 1, at
+   most cap; 0 when there is nothing to store. */
+static size_t seg_min_for(size_t elem_size, size_t cap)
+{
+    if (elem_size == 0 || cap == 0)
+        return 0;
+    size_t n = (SEG_MIN_BYTES - sizeof(braid__seg)) / elem_size;
+    if (n == 0)
+        n = 1;
+    return n < cap ? n : cap;
+}
+
+BRAID_EXPORT int braid_chan_open(braid_tx **tx, braid_rx **rx,
+                                 size_t elem_size, size_t capacity)
+{
+    if (!tx || !rx || elem_size > BRAID__CHAN_ELEM_MAX)
+        return -EINVAL;
+    if (capacity != BRAID_UNBOUNDED && elem_size &&
+        capacity > SIZE_MAX / elem_size)
+        return -EINVAL;
+    braid__chan *ch = calloc(1, sizeof *ch);
+    braid_tx *t = malloc(sizeof *t);
+    braid_rx *r = malloc(sizeof *r);
+    if (!ch || !t || !r) {
+        free(ch), free(t), free(r);
+        return -ENOMEM;
+    }
+    ch->elem_size = elem_size;
+    ch->cap = capacity;
+    ch->seg_min = seg_min_for(elem_size, capacity);
+    ch->tx_open = ch->rx_open = 1;
+    atomic_init(&ch->refs, 2);
+    *t = (braid_tx){ .ch = ch };
+    *r = (braid_rx){ .ch = ch };
+    *tx = t;
+    *rx = r;
+    return 0;
+}
+
+/* One more handle on ch's side *open (tx_open or rx_open), unless the
+   handle it is cloned from is closed. */
+static int clone_handle(braid__chan *ch, const bool *closed, size_t *open)
+{
+    int r = 0;
+
+    braid__spin_lock(&ch->lock);
+    if (*closed) {
+        r = -EBADF;
+    } else {
+        (*open)++;
+        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    }
+    braid__spin_unlock(&ch->lock);
+    return r;
+}
+
+BRAID_EXPORT int braid_tx_clone(braid_tx *tx, braid_tx **out)
+{
+    if (!tx || !out)
+        return -EINVAL;
+    braid_tx *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    int r = clone_handle(tx->ch, &tx->closed, &tx->ch->tx_open);
+    if (r) {
+        free(c);
+        return r;
+    }
+    *c = (braid_tx){ .ch = tx->ch };
+    *out = c;
+    return 0;
+}
+
+BRAID_EXPORT int braid_rx_clone(braid_rx *rx, braid_rx **out)
+{
+    if (!rx || !out)
+        return -EINVAL;
+    braid_rx *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    int r = clone_handle(rx->ch, &rx->closed, &rx->ch->rx_open);
+    if (r) {
+        free(c);
+        return r;
+    }
+    *c = (braid_rx){ .ch = rx->ch };
+    *out = c;
+    return 0;
+}
+
+/* Unlink and decide every node of q that came through handle (NULL: all
+   of them) with kind; the woken go into b.  ch->lock held. */
+static void evict(braid__wlist *q, const void *handle, int kind,
+                  braid__batch *b)
+{
+    braid__wnode *n, *next;
+
+    for (n = q->head; n; n = next) {
+        next = n->next;
+        if (handle && n->data != (uintptr_t)handle)
+            continue;
+        braid__wlist_remove(q, n);
+        if (braid__waiter_claim(n->w, braid__chan_outcome(n->index, kind)))
+            braid__waiter_wake(n->w, b);
+    }
+}
+
+/* The common end of both closes: wake what was evicted, drop the handle's
+   reference. */
+static int close_finish(braid__chan *ch, braid__batch *b, void *handle)
+{
+    if (b->n)
+        braid__ready_batch(b);
+    free(handle);
+    braid__chan_unref(ch);
+    return 0;
+}
+
+BRAID_EXPORT int braid_tx_close(braid_tx *tx)
+{
+    if (!tx)
+        return -EINVAL;
+    braid__chan *ch = tx->ch;
+    braid__batch b = BRAID__BATCH_INIT;
+    braid__spin_lock(&ch->lock);
+    tx->closed = true;
+    ch->tx_open--;
+    evict(&ch->sendq, tx, BRAID__CHAN_BADF, &b);
+    if (ch->tx_open == 0)               /* EOF for the waiting receivers */
+        evict(&ch->recvq, NULL, BRAID__CHAN_PIPE, &b);
+    braid__spin_unlock(&ch->lock);
+    return close_finish(ch, &b, tx);
+}
+
+BRAID_EXPORT int braid_rx_close(braid_rx *rx)
+{
+    if (!rx)
+        return -EINVAL;
+    braid__chan *ch = rx->ch;
+    braid__batch b = BRAID__BATCH_INIT;
+    braid__spin_lock(&ch->lock);
+    rx->closed = true;
+    ch->rx_open--;
+    evict(&ch->recvq, rx, BRAID__CHAN_BADF, &b);
+    if (ch->rx_open == 0) {             /* nobody will ever read these */
+        evict(&ch->sendq, NULL, BRAID__CHAN_PIPE, &b);
+        buf_drop(ch);
+    }
+    braid__spin_unlock(&ch->lock);
+    return close_finish(ch, &b, rx);
+}
+
+/* Nodes of q whose waiter is still undecided.  ch->lock held. */
+static size_t undecided(const braid__wlist *q)
+{
+    size_t k = 0;
+
+    for (const braid__wnode *n = q->head; n; n = n->next)
+        k += ld_relaxed(&n->w->state) == BRAID__WAITING;
+    return k;
+}
+
+static int stats(braid__chan *ch, braid_chan_info *info)
+{
+    braid__spin_lock(&ch->lock);
+    *info = (braid_chan_info){
+        .buffered = ch->count, .capacity = ch->cap,
+        .tx_open = ch->tx_open, .rx_open = ch->rx_open,
+        .senders_waiting = undecided(&ch->sendq),
+        .receivers_waiting = undecided(&ch->recvq),
+    };
+    braid__spin_unlock(&ch->lock);
+    return 0;
+}
+
+BRAID_EXPORT int braid_chan_stats(braid_rx *rx, braid_chan_info *info)
+{
+    return rx && info ? stats(rx->ch, info) : -EINVAL;
+}
+
+BRAID_EXPORT int braid_chan_stats_tx(braid_tx *tx, braid_chan_info *info)
+{
+    return tx && info ? stats(tx->ch, info) : -EINVAL;
+}
