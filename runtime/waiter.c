@@ -34,6 +34,7 @@ void braid__waiter_init(braid__waiter *w, const char *what, const void *obj)
     w->timer.slot = 0;
     w->what = what;
     w->obj = obj;
+    w->nocancel = false;
 }
 
 void braid__waiter_wake(braid__waiter *w, braid__batch *b)
@@ -109,7 +110,8 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     if (deadline < BRAID_FOREVER) deadline = 0;   /* any other negative: past */
     braid__coro *me = w->coro;
     bool mine = false, armed = false;
-    if (me) {
+    bool cancellable = me && !w->nocancel;
+    if (cancellable) {
         braid__spin_lock(&me->lk);
         me->waiter = w;
         braid__spin_unlock(&me->lk);
@@ -136,12 +138,12 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
         braid__timer_stop(&w->timer);
         braid__source_del();
     }
-    if (me) {
+    if (cancellable) {
         braid__spin_lock(&me->lk);
         me->waiter = NULL;
         braid__spin_unlock(&me->lk);
-        me->wait_what = NULL;
     }
+    if (me) me->wait_what = NULL;
     return ld_acquire(&w->state);
 }
 

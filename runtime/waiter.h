@@ -42,6 +42,9 @@ typedef struct braid__waiter {
     braid__timer timer;        /* deadline, armed by braid__waiter_wait */
     const char *what;          /* for braid_dump: "chan recv", "sleep", ... */
     const void *obj;           /* what it waits on, for braid_dump */
+    bool nocancel;             /* braid_cancel does not interrupt this wait
+                                  (finishing work that uses the caller's
+                                  stack); set after braid__waiter_init */
 } braid__waiter;
 
 /* A wait-list entry: a waiter may be linked on several lists (select).
