@@ -165,13 +165,15 @@ BRAID_EXPORT int braid_sleep(int64_t ns);
 BRAID_EXPORT int braid_sleep_until(int64_t deadline);
 
 /*
- * Run fn(arg) on a helper thread of a bounded pool (it grows on demand and
- * retires idle threads) while the calling coroutine parks; store its return
+ * Run fn(arg) on a helper thread of a bounded pool (it grows on demand up to
+ * env BRAID_BLOCKING_THREADS, default 64, and retires threads idle for
+ * 10 s) while the calling coroutine parks; store its return
  * value in *result (result may be NULL).  Returns 0, -EINVAL (fn NULL),
  * -EAGAIN (no helper thread could be started).  fn runs to completion even
  * if the caller is cancelled (a blocking call cannot be interrupted); the
  * caller still waits for it, then returns -ECANCELED if it was cancelled.
- * On a plain thread it calls fn directly.
+ * On a plain thread it calls fn directly.  A call still running when
+ * main_fn returns delays braid_run's return until it finishes.
  */
 BRAID_EXPORT int braid_blocking(void *(*fn)(void *), void *arg, void **result);
 
@@ -307,7 +309,8 @@ BRAID_EXPORT int braid_mutex_trylock(braid_mutex *m);
 BRAID_EXPORT int braid_mutex_unlock(braid_mutex *m);
 
 /* Atomically unlock m and wait for a signal, then relock m (also on error,
-   except -EINVAL).  Returns 0, -ETIMEDOUT / -EAGAIN, -ECANCELED, -EINVAL. */
+   except -EINVAL / -EPERM; the relock itself is not cancellable).  Returns
+   0, -ETIMEDOUT / -EAGAIN, -ECANCELED, -EINVAL, -EPERM (m not locked). */
 BRAID_EXPORT int braid_cond_wait(braid_cond *c, braid_mutex *m,
                                  int64_t deadline);
 /* Wake one / all waiters.  0 or -EINVAL. */
@@ -369,7 +372,8 @@ BRAID_EXPORT int braid_connect(int fd, const struct sockaddr *sa,
                                socklen_t len, int64_t deadline);
 
 /* A listening TCP socket (IPv4 or IPv6; host NULL = all addresses,
-   port "0" = any free port; SO_REUSEADDR).  The fd, or -errno. */
+   port "0" = any free port; SO_REUSEADDR; backlog <= 0 = SOMAXCONN).  The
+   fd, or -errno (-ENOENT: unknown host or service). */
 BRAID_EXPORT int braid_tcp_listen(const char *host, const char *port,
                                   int backlog);
 
@@ -377,28 +381,41 @@ BRAID_EXPORT int braid_tcp_listen(const char *host, const char *port,
 BRAID_EXPORT int braid_tcp_listen_ex(const char *host, const char *port,
                                      int backlog, int reuseport);
 
-/* Resolve host (off the workers) and connect.  The fd, or -errno. */
+/* Resolve host (on the blocking pool, off the workers; NULL = loopback)
+   and connect, trying each address.  The fd, or -errno (-ENOENT: unknown
+   host or service). */
 BRAID_EXPORT int braid_tcp_dial(const char *host, const char *port,
                                 int64_t deadline);
 
-/* Positional file I/O that never blocks a worker.  Count or -errno. */
+/* Positional file I/O that never blocks a worker: a page-cache hit is one
+   preadv2(RWF_NOWAIT); otherwise io_uring (a ring owned by the I/O
+   thread) or, where the kernel refuses it or env BRAID_IO_URING=0, a
+   thread pool.  A deadline or cancel withdraws an operation that has not
+   started; one already started returns its real result.  Count or
+   -errno. */
 BRAID_EXPORT ssize_t braid_pread(int fd, void *buf, size_t n, off_t off,
                                  int64_t deadline);
 BRAID_EXPORT ssize_t braid_pwrite(int fd, const void *buf, size_t n,
                                   off_t off, int64_t deadline);
 
-/* Close fd; coroutines blocked on it get -EBADF.  0 or -errno. */
+/* Close fd; coroutines blocked on it get -EBADF, and no readiness of the
+   old fd reaches a later fd with the same number.  Fds used with braid I/O
+   should be closed here, not with close(2).  0 or -errno (-EBADF for fds
+   >= 2^22 or not open). */
 BRAID_EXPORT int braid_close(int fd);
 
 /* ------------------------------------------------------------------------
  * Structured concurrency
  * ---------------------------------------------------------------------- */
 
-/* Open a nursery whose children are cancelled at deadline.  0, -EINVAL,
-   -ENOMEM. */
+/* Open a nursery whose children are cancelled at deadline (a watchdog
+   coroutine, "nursery watchdog" in dumps, enforces it even before close).
+   0, -EINVAL, -ENOMEM, -EPERM (a finite deadline and no runtime running). */
 BRAID_EXPORT int braid_nursery_open(braid_nursery **n, int64_t deadline);
 /* Start fn(arg) as a child; it returns 0 or a negative errno.  0, -EINVAL,
-   -ENOMEM, -ECANCELED (the nursery was cancelled). */
+   -ENOMEM, -ECANCELED (the nursery was cancelled).  Children may call it
+   while braid_nursery_close waits; other parties must not call it
+   concurrently with close. */
 BRAID_EXPORT int braid_nursery_go(braid_nursery *n, int (*fn)(void *),
                                   void *arg);
 /* Cancel every child.  0 or -EINVAL. */

@@ -208,6 +208,7 @@ static braid__coro *coro_new(void *(*fn)(void *), void *arg,
     c->waiter = c->joiner = NULL;
     c->since = 0;
     c->ticks = 0;
+    c->nocancel = 0;
     c->worker = -1;
     st_relaxed(&c->state, CORO_NEW);
     braid__worker *w = braid__worker_self();

@@ -55,6 +55,7 @@ typedef struct braid__coro {
     const char *wait_what;       /* (owner) what it waits for, for dumps */
     const void *wait_obj;        /* (owner) on what */
     uint32_t ticks;              /* (owner) next-slot runs in a row */
+    uint32_t nocancel;           /* (owner) depth of uncancellable scopes */
     int16_t worker;              /* last worker that ran it, for dumps */
 #ifdef BRAID_ASAN
     void *asan_fake;

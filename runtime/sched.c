@@ -116,7 +116,9 @@ static braid__coro *gq_take(braid__worker *w, size_t max)
     braid__spin_unlock(&braid__rt.gq_lock);
     braid__coro *c = first->link;
     for (size_t i = 1; i < k; i++) {
+        braid__tsan_acquire(c);     /* we read c->link: pass ownership on */
         braid__coro *nx = c->link;
+        braid__tsan_release(c);
         ck_ring_enqueue_spmc(&w->ring, w->buf, c);  /* room was checked */
         c = nx;
     }

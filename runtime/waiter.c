@@ -81,7 +81,20 @@ static void on_timer(braid__timer *t, braid__batch *b)
 bool braid__cancel_pending(void)
 {
     braid__coro *c = braid__current();
-    return c && atomic_load_explicit(&c->cancelled, memory_order_relaxed);
+    return c && !c->nocancel &&
+           atomic_load_explicit(&c->cancelled, memory_order_relaxed);
+}
+
+void braid__nocancel_push(void)
+{
+    braid__coro *c = braid__current();
+    if (c) c->nocancel++;
+}
+
+void braid__nocancel_pop(void)
+{
+    braid__coro *c = braid__current();
+    if (c) c->nocancel--;
 }
 
 static void thread_wait(braid__waiter *w, int64_t deadline)
@@ -110,7 +123,7 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     if (deadline < BRAID_FOREVER) deadline = 0;   /* any other negative: past */
     braid__coro *me = w->coro;
     bool mine = false, armed = false;
-    bool cancellable = me && !w->nocancel;
+    bool cancellable = me && !w->nocancel && !me->nocancel;
     if (cancellable) {
         braid__spin_lock(&me->lk);
         me->waiter = w;

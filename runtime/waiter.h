@@ -116,6 +116,13 @@ bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);
    the winner already did. */
 int braid__waiter_wait(braid__waiter *w, int64_t deadline);
 
+/* An uncancellable scope for the calling coroutine (nests): waits inside
+   it ignore braid_cancel (the flag stays set for later calls).  For
+   cleanup that must complete: relocking after a cond wait, waiting for a
+   job that uses the caller's stack.  No-ops on plain threads. */
+void braid__nocancel_push(void);
+void braid__nocancel_pop(void);
+
 /* Would a blocking call of the current context be cancelled at once? */
 bool braid__cancel_pending(void);
 
