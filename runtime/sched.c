@@ -42,7 +42,8 @@
 
 struct braid__rt braid__rt;
 
-static __thread braid__worker *tls_worker;
+static __thread braid__worker *tls_worker
+    __attribute__((tls_model("initial-exec")));
 
 /* TSan sees each fiber as its own thread: fibers of one worker thread
    share its TLS, so every read of it is ordered after the thread's writes

@@ -460,7 +460,8 @@ static void *errno_keeper(void *arg)
     int migrations = 0;
     pthread_t last = thread_now();
     int wrong = 0;
-    for (int i = 0; i < 2000; i++) {
+    int64_t give_up = braid_after(20000000000LL);
+    for (int i = 0; i < 2000 || (migrations == 0 && braid_now() < give_up); i++) {
         set_errno((int)(id * 1000 + i % 1000));
         braid_yield();
         if (i % 7 == 0) braid_sleep(1000);
