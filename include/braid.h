@@ -21,7 +21,16 @@
  *    the coroutine) and on a plain OS thread that is not a worker (it blocks
  *    the thread).  Calls marked "coroutine only" return -EPERM elsewhere.
  *  - Each coroutine's errno is saved and restored across switches and
- *    migrations between worker threads.
+ *    migrations between worker threads.  glibc declares __errno_location
+ *    and pthread_self const, so a compiler may keep &errno or the thread
+ *    id from before a switch point in a register: code that needs either
+ *    after a braid call should read it through a non-inlined function (or
+ *    behind an asm barrier).  Thread-local variables have the same hazard:
+ *    never keep their address across a call that may switch.
+ *  - The default stack is 64 KiB (BRAID_STACK_SIZE / braid_config); the
+ *    first BRAID_STACK_GUARDS (8192) stacks get a guard page, every stack
+ *    has a red zone checked at each switch and exit: an overflow aborts
+ *    with "coroutine <id> (<name>) overflowed its <N>-byte stack".
  *  - After fork() in a process whose runtime is running, every runtime call
  *    in the child returns -EPERM (or does nothing, for void functions).
  */
@@ -73,7 +82,7 @@ typedef struct braid_config {
 /* Per-spawn attributes; zero-initialised (or braid_attr_init) = defaults. */
 typedef struct braid_attr {
     size_t stack_size;          /* 0 = the runtime's default; rounded up to
-                                   whole pages; at least 16 KiB */
+                                   a power of two, 16 KiB .. 1 GiB */
     const char *name;           /* shown by braid_dump; not copied: keep it
                                    alive as long as the coroutine */
     uintptr_t reserved_[6];

@@ -33,7 +33,7 @@
 #include "stack.h"
 
 #define RUNQ_SIZE 256          /* ring slots per worker (power of two) */
-#define GLOBAL_EVERY 61        /* look at the global queue every k ticks */
+#define GLOBAL_EVERY 16        /* look at the global queue every k ticks */
 #define NEXT_STREAK 16         /* next-slot runs in a row before the ring */
 
 struct braid__worker {
@@ -60,7 +60,8 @@ struct braid__worker {
     _Atomic bool idle;                 /* written under rt.idle_lock */
     /* Counters: owner writes (relaxed), anyone reads. */
     _Atomic uint64_t switches, steals, parks, spawned, completed;
-    uint64_t seen_switches;        /* monitor only */
+    uint64_t seen_switches;        /* thieves' hint: switches last seen */
+    uint64_t mon_switches;         /* I/O thread only: same, per monitor */
     uint64_t id_next, id_end;      /* owner: block of coroutine ids */
     pthread_t thread;
     void *altstack;

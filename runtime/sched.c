@@ -27,6 +27,7 @@
 #include "runtime.h"
 #include "timer.h"
 #include "waiter.h"
+#include "../netio/poller.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -188,7 +189,8 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
 static braid__coro *pick_local(braid__worker *w)
 {
     braid__coro *c;
-    if (unlikely(++w->tick % GLOBAL_EVERY == 0) && (c = gq_take(w, 1)))
+    if (unlikely(++w->tick % GLOBAL_EVERY == 0) &&
+        ld_relaxed(&braid__rt.gq_n) && (c = gq_take(w, 1)))
         goto ran_other;
     if (w->streak < NEXT_STREAK || ck_ring_size(&w->ring) == 0) {
         if (ld_relaxed(&w->next) &&
@@ -376,6 +378,10 @@ void braid__coro_start(braid__coro *c)
 {
     braid__worker *w = braid__worker_self();
     braid__stack_get(w->stacks, c->stack_size, &c->stack);
+#ifdef BRAID_ASAN
+    /* A recycled stack keeps the poison of frames that never returned. */
+    __asan_unpoison_memory_region(c->stack.lo, c->stack.size);
+#endif
     braid__ctx_make(&c->ctx, c->stack.lo, c->stack.size, coro_entry, c);
 #ifdef BRAID_TSAN
     c->tsan_fiber = __tsan_create_fiber(0);
@@ -423,7 +429,15 @@ void braid_yield(void)
     if (!ld_relaxed(&w->next) && ck_ring_size(&w->ring) == 0 &&
         ld_relaxed(&braid__rt.gq_n) == 0)
         return;                 /* nothing else to run here */
-    w->streak = NEXT_STREAK;    /* let the ring go first */
+    /* Let the ring go first, and move the next slot behind it too: two
+       coroutines yielding in turn must not starve one readied meanwhile. */
+    braid__coro *nx = ld_relaxed(&w->next)
+        ? atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel) : NULL;
+    if (nx) {
+        braid__tsan_acquire(nx);
+        runq_push_owner(w, nx);
+    }
+    w->streak = NEXT_STREAK;
     braid__park(requeue, me);
 }
 
@@ -574,6 +588,8 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
     return gq_take(w, RUNQ_SIZE / 2);
 }
 
+#define MONITOR_NS 5000000   /* the I/O thread looks at busy workers */
+
 static void park_worker(braid__worker *w)
 {
     bump(&w->parks, 1);
@@ -581,6 +597,9 @@ static void park_worker(braid__worker *w)
         if (ld_acquire(&braid__rt.stopping)) return;
         braid__futex_wait(&w->park, 0, -1);
     }
+    /* Busy again: make sure the I/O thread's monitor is watching (it
+       sleeps indefinitely while every worker is idle). */
+    braid__poller_kick(braid_now() + MONITOR_NS);
 }
 
 /* Find a coroutine for w, sleeping if there is none.  NULL: stop. */
@@ -589,7 +608,10 @@ static braid__coro *find_runnable(braid__worker *w)
     for (;;) {
         if (ld_acquire(&braid__rt.stopping)) return NULL;
         braid__coro *c = pick_local(w);
-        if (c) return c;
+        if (c) {
+            stop_spinning(w);   /* woken as a spinner: hand the role on */
+            return c;
+        }
         unsigned busy = braid__rt.nworkers - ld_relaxed(&braid__rt.npidle);
         if (!w->spinning && 2 * ld_relaxed(&braid__rt.nspinning) < busy) {
             w->spinning = true;
@@ -774,19 +796,50 @@ void braid__sched_free(void)
     atomic_store(&braid__rt.nspinning, 0);
 }
 
+/* v has not switched since the monitor last looked (at least one monitor
+   period) yet has coroutines queued: it is stuck in a call that blocks its
+   thread, or in a long computation.  Move its ring and next slot to the
+   global queue, as a thief would.  I/O thread only. */
+static size_t drain_stuck(braid__worker *v, braid__batch *b)
+{
+    size_t n = 0;
+    braid__coro *c;
+    while (ck_ring_trydequeue_spmc(&v->ring, v->buf, &c)) {
+        braid__tsan_acquire(c);
+        braid__batch_add(b, c);
+        n++;
+    }
+    c = ld_acquire(&v->next);
+    if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
+        braid__tsan_acquire(c);
+        braid__batch_add(b, c);
+        n++;
+    }
+    return n;
+}
+
 int64_t braid__sched_monitor(int64_t now)
 {
     if (!ld_acquire(&braid__rt.running) || ld_acquire(&braid__rt.stopping))
         return -1;
     bool busy = false;
+    braid__batch b = BRAID__BATCH_INIT;
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
         if (ld_relaxed(&v->idle)) continue;  /* asleep */
         busy = true;
+        uint64_t sw = ld_relaxed(&v->switches);
+        if (sw == v->mon_switches)
+            drain_stuck(v, &b);
+        v->mon_switches = sw;
+    }
+    if (b.n) {
+        for (braid__coro *c = b.head; c; c = c->link) braid__tsan_release(c);
+        gq_push_list(b.head, b.tail, b.n);
     }
     if (busy && any_work() && ld_relaxed(&braid__rt.nspinning) == 0)
         wakep();
-    return busy ? now + 5000000 : -1;
+    return busy ? now + MONITOR_NS : -1;
 }
 
 uint64_t braid__sched_counter(size_t off)

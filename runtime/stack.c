@@ -74,10 +74,13 @@ static struct {
     bool guards_init;
 } S;
 
+/* Stacks come in power-of-two size classes (16 KiB .. 1 GiB), so any mix
+   of requested sizes needs at most 17 pools. */
 size_t braid__stack_round(size_t size)
 {
-    if (size < BRAID_STACK_MIN) size = BRAID_STACK_MIN;
-    return (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+    size_t c = BRAID_STACK_MIN;
+    while (c < size && c < BRAID_STACK_MAX) c <<= 1;
+    return c;
 }
 
 void braid__stack_fail_next(int n) { st_relaxed(&S.fail_next, n); }

@@ -47,16 +47,35 @@ static inline wg_impl *impl(braid_wg *w)
     return (wg_impl *)(void *)w;
 }
 
-/* The counter reached zero with W set: wake everyone if still so. */
+/* The counter reached zero with W set: wake everyone if still so.
+   Lifetime: a waiter may free the wait group as soon as it can return, so
+   the CAS that clears W must be our last touch of g.  Waiters return only
+   on state == 0 or when woken (see braid_wg_wait), so: under lk claim
+   every queued waiter (claimed waiters stay parked until woken), drop lk,
+   clear W, then wake the claimed waiters through their own nodes. */
 static void wake(wg_impl *g)
 {
     braid__batch b = BRAID__BATCH_INIT;
+    braid__wnode *mine = NULL, *n;
     braid__spin_lock(&g->lk);
-    uint64_t s = WG_W;
-    if (atomic_compare_exchange_strong_explicit(&g->state, &s, 0,
-            memory_order_acq_rel, memory_order_relaxed))
-        braid__wq_wake_all(&g->q, 0, &b);
+    if (ld_relaxed(&g->state) != WG_W) {   /* counter went up again */
+        braid__spin_unlock(&g->lk);
+        return;
+    }
+    while ((n = braid__wq_pop(&g->q)) != NULL)
+        if (braid__waiter_claim(n->w, 0)) {
+            n->next = mine;
+            mine = n;
+        }
     braid__spin_unlock(&g->lk);
+    uint64_t s = WG_W;
+    atomic_compare_exchange_strong_explicit(&g->state, &s, 0,
+            memory_order_acq_rel, memory_order_relaxed);
+    while (mine) {
+        n = mine;
+        mine = n->next;          /* read before n's owner may return */
+        braid__waiter_wake(n->w, &b);
+    }
     if (b.n)
         braid__ready_batch(&b);
 }
@@ -142,7 +161,12 @@ BRAID_EXPORT int braid_wg_wait(braid_wg *pw, int64_t deadline)
     if (!pw)
         return -EINVAL;
     wg_impl *g = impl(pw);
-    if ((ld_acquire(&g->state) & ~WG_W) == 0)
+    uint64_t st;
+    /* Counter zero with W still set: a wake is in flight and may still
+       touch g; wait for it to clear W before returning (see wake()). */
+    while ((st = ld_acquire(&g->state)) == WG_W)
+        braid_yield();
+    if (st == 0)
         return 0;
     if (braid__deadline_past(deadline))
         return -EAGAIN;
@@ -153,10 +177,9 @@ BRAID_EXPORT int braid_wg_wait(braid_wg *pw, int64_t deadline)
     braid__wnode nd = { .w = &w };
     braid__waiter_init(&w, "wg wait", g);
     braid__spin_lock(&g->lk);
-    if (!mark_waiting(g)) {
+    if (!mark_waiting(g)) {    /* reached zero meanwhile: start over */
         braid__spin_unlock(&g->lk);
-        atomic_thread_fence(memory_order_acquire);
-        return 0;
+        return braid_wg_wait(pw, deadline);
     }
     braid__wq_push(&g->q, &nd);
     braid__spin_unlock(&g->lk);

@@ -4,3 +4,8 @@
 include tests/runtime.mk
 include tests/sync.mk
 include tests/netio.mk
+
+## A short braid-stress pass (20 s, every profile); `make stress` runs ten
+## minutes.
+TESTS += tests/check_stress.sh
+EXTRA_DIST += tests/check_stress.sh
