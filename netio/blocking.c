@@ -241,6 +241,7 @@ static void call_fn(braid__job *j)
 
 BRAID_EXPORT int braid_blocking(void *(*fn)(void *), void *arg, void **result)
 {
+    BRAID__FORK_GUARD();
     if (!fn)
         return -EINVAL;
     braid__job j = { .run = call_fn, .fn = fn, .arg = arg };

@@ -342,6 +342,7 @@ static ssize_t file_io(fop *f, int64_t deadline)
 BRAID_EXPORT ssize_t braid_pread(int fd, void *buf, size_t n, off_t off,
                                  int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     fop f = { .fd = fd, .buf = buf, .n = n > MAX_IO ? MAX_IO : (unsigned)n,
               .off = off };
     return file_io(&f, deadline);
@@ -350,6 +351,7 @@ BRAID_EXPORT ssize_t braid_pread(int fd, void *buf, size_t n, off_t off,
 BRAID_EXPORT ssize_t braid_pwrite(int fd, const void *buf, size_t n,
                                   off_t off, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     fop f = { .fd = fd, .buf = (void *)buf, .write = 1,
               .n = n > MAX_IO ? MAX_IO : (unsigned)n, .off = off };
     return file_io(&f, deadline);

@@ -111,6 +111,7 @@ NOINLINE static int poll_now(int fd, int events)
 
 BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     braid__fdent *e;
     if (!events || (events & ~(BRAID_READ | BRAID_WRITE)))
         return fd < 0 ? -EBADF : -EINVAL;
@@ -129,6 +130,7 @@ BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline)
 
 BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     braid__fdent *e;
     if (!buf && n)
         return fd < 0 ? -EBADF : -EINVAL;
@@ -150,6 +152,7 @@ BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline)
 BRAID_EXPORT ssize_t braid_write(int fd, const void *buf, size_t n,
                                  int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     braid__fdent *e;
     if (!buf && n)
         return fd < 0 ? -EBADF : -EINVAL;
@@ -187,6 +190,7 @@ NOINLINE static int sys_accept(int lfd, struct sockaddr *sa, socklen_t *len)
 BRAID_EXPORT int braid_accept(int lfd, struct sockaddr *sa, socklen_t *len,
                               int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     braid__fdent *e;
     if (sa && !len)
         return lfd < 0 ? -EBADF : -EINVAL;
@@ -239,6 +243,7 @@ NOINLINE static int connect_result(int fd)
 BRAID_EXPORT int braid_connect(int fd, const struct sockaddr *sa,
                                socklen_t len, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     braid__fdent *e;
     if (!sa || !len)
         return fd < 0 ? -EBADF : -EINVAL;
@@ -259,6 +264,7 @@ BRAID_EXPORT int braid_connect(int fd, const struct sockaddr *sa,
 
 BRAID_EXPORT int braid_close(int fd)
 {
+    BRAID__FORK_GUARD();
     if (fd < 0)
         return -EBADF;
     braid__fdent *e = braid__fd_peek(fd);

@@ -114,6 +114,7 @@ static int listen_one(const struct addrinfo *ai, int backlog, int reuseport,
 BRAID_EXPORT int braid_tcp_listen_ex(const char *host, const char *port,
                                      int backlog, int reuseport)
 {
+    BRAID__FORK_GUARD();
     struct addrinfo *res, *ai;
     if (!port || (reuseport != 0 && reuseport != 1))
         return -EINVAL;
@@ -135,12 +136,14 @@ BRAID_EXPORT int braid_tcp_listen_ex(const char *host, const char *port,
 BRAID_EXPORT int braid_tcp_listen(const char *host, const char *port,
                                   int backlog)
 {
+    BRAID__FORK_GUARD();
     return braid_tcp_listen_ex(host, port, backlog, 0);
 }
 
 BRAID_EXPORT int braid_tcp_dial(const char *host, const char *port,
                                 int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     struct addrinfo *res, *ai;
     if (!port)
         return -EINVAL;

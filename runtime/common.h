@@ -113,6 +113,15 @@ void __tsan_release(void *addr);
 #define BRAID_ASSERT(c) ((void)0)
 #endif
 
+/* Set in a child forked while a runtime ran: its worker and I/O threads
+   are gone and any lock they held stays held, so every entry point returns
+   -EPERM there until exec (runtime.c sets it from pthread_atfork). */
+extern _Atomic int braid__forked;
+#define BRAID__FORK_GUARD() do { \
+    if (unlikely(atomic_load_explicit(&braid__forked, memory_order_relaxed))) \
+        return -EPERM; \
+} while (0)
+
 /* Abort with a message (misuse that cannot be reported). */
 __attribute__((noreturn, format(printf, 1, 2)))
 void braid__panic(const char *fmt, ...);

@@ -23,12 +23,12 @@
 #include <unistd.h>
 
 static _Atomic int in_run;          /* one braid_run at a time */
-static _Atomic int forked;          /* set in a child forked while running */
+_Atomic int braid__forked;          /* see common.h */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void on_fork_child(void)
 {
-    if (atomic_load(&braid__rt.running)) atomic_store(&forked, 1);
+    if (atomic_load(&braid__rt.running)) atomic_store(&braid__forked, 1);
 }
 
 static void install_atfork(void)
@@ -36,7 +36,7 @@ static void install_atfork(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-bool braid__forked_child(void) { return atomic_load_explicit(&forked, memory_order_relaxed); }
+bool braid__forked_child(void) { return atomic_load_explicit(&braid__forked, memory_order_relaxed); }
 
 bool braid__running(void)
 {

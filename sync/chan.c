@@ -328,6 +328,7 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
 
 BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!tx || (!elem && tx->ch->elem_size))
         return -EINVAL;
     braid__chan *ch = tx->ch;
@@ -346,6 +347,7 @@ BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
 
 BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!rx)
         return -EINVAL;
     braid__chan *ch = rx->ch;
@@ -377,6 +379,7 @@ static size_t seg_min_for(size_t elem_size, size_t cap)
 BRAID_EXPORT int braid_chan_open(braid_tx **tx, braid_rx **rx,
                                  size_t elem_size, size_t capacity)
 {
+    BRAID__FORK_GUARD();
     if (!tx || !rx || elem_size > BRAID__CHAN_ELEM_MAX)
         return -EINVAL;
     if (capacity != BRAID_UNBOUNDED && elem_size &&
@@ -420,6 +423,7 @@ static int clone_handle(braid__chan *ch, const bool *closed, size_t *open)
 
 BRAID_EXPORT int braid_tx_clone(braid_tx *tx, braid_tx **out)
 {
+    BRAID__FORK_GUARD();
     if (!tx || !out)
         return -EINVAL;
     braid_tx *c = malloc(sizeof *c);
@@ -437,6 +441,7 @@ BRAID_EXPORT int braid_tx_clone(braid_tx *tx, braid_tx **out)
 
 BRAID_EXPORT int braid_rx_clone(braid_rx *rx, braid_rx **out)
 {
+    BRAID__FORK_GUARD();
     if (!rx || !out)
         return -EINVAL;
     braid_rx *c = malloc(sizeof *c);
@@ -482,6 +487,7 @@ static int close_finish(braid__chan *ch, braid__batch *b, void *handle)
 
 BRAID_EXPORT int braid_tx_close(braid_tx *tx)
 {
+    BRAID__FORK_GUARD();
     if (!tx)
         return -EINVAL;
     braid__chan *ch = tx->ch;
@@ -498,6 +504,7 @@ BRAID_EXPORT int braid_tx_close(braid_tx *tx)
 
 BRAID_EXPORT int braid_rx_close(braid_rx *rx)
 {
+    BRAID__FORK_GUARD();
     if (!rx)
         return -EINVAL;
     braid__chan *ch = rx->ch;
@@ -539,10 +546,12 @@ static int stats(braid__chan *ch, braid_chan_info *info)
 
 BRAID_EXPORT int braid_chan_stats(braid_rx *rx, braid_chan_info *info)
 {
+    BRAID__FORK_GUARD();
     return rx && info ? stats(rx->ch, info) : -EINVAL;
 }
 
 BRAID_EXPORT int braid_chan_stats_tx(braid_tx *tx, braid_chan_info *info)
 {
+    BRAID__FORK_GUARD();
     return tx && info ? stats(tx->ch, info) : -EINVAL;
 }

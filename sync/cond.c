@@ -54,6 +54,7 @@ static void unlink_node(cond_impl *c, braid__wnode *nd)
 BRAID_EXPORT int braid_cond_wait(braid_cond *pc, braid_mutex *m,
                                  int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!pc || !m)
         return -EINVAL;
     if (braid__deadline_past(deadline))
@@ -101,11 +102,13 @@ static int wake(braid_cond *pc, bool all)
 /* Wake one waiter, if any. */
 BRAID_EXPORT int braid_cond_signal(braid_cond *c)
 {
+    BRAID__FORK_GUARD();
     return wake(c, false);
 }
 
 /* Wake every waiter. */
 BRAID_EXPORT int braid_cond_broadcast(braid_cond *c)
 {
+    BRAID__FORK_GUARD();
     return wake(c, true);
 }

@@ -150,6 +150,7 @@ static int lock_slow(mutex_impl *m, int64_t deadline)
 /* Lock m.  Callable from coroutines and plain threads. */
 BRAID_EXPORT int braid_mutex_lock(braid_mutex *pm, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!pm)
         return -EINVAL;
     mutex_impl *m = impl(pm);
@@ -163,6 +164,7 @@ BRAID_EXPORT int braid_mutex_lock(braid_mutex *pm, int64_t deadline)
 /* Take m if it is free and not in starvation mode. */
 BRAID_EXPORT int braid_mutex_trylock(braid_mutex *pm)
 {
+    BRAID__FORK_GUARD();
     if (!pm)
         return -EINVAL;
     return try_take(impl(pm), 0) ? 0 : -EBUSY;
@@ -242,6 +244,7 @@ static int unlock_slow(mutex_impl *m, uint32_t s)
 /* Unlock m; any coroutine or thread may.  -EPERM if it was not locked. */
 BRAID_EXPORT int braid_mutex_unlock(braid_mutex *pm)
 {
+    BRAID__FORK_GUARD();
     if (!pm)
         return -EINVAL;
     mutex_impl *m = impl(pm);

@@ -69,6 +69,7 @@ static void *watchdog_main(void *arg)
 /* Open a nursery whose children are cancelled at deadline. */
 BRAID_EXPORT int braid_nursery_open(braid_nursery **out, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!out || deadline < BRAID_FOREVER)
         return -EINVAL;
     braid_nursery *n = calloc(1, sizeof *n);
@@ -164,6 +165,7 @@ BRAID_EXPORT int braid_nursery_go(braid_nursery *n, int (*fn)(void *),
 /* Cancel every child (and every later braid_nursery_go). */
 BRAID_EXPORT int braid_nursery_cancel(braid_nursery *n)
 {
+    BRAID__FORK_GUARD();
     if (!n)
         return -EINVAL;
     braid__spin_lock(&n->lk);
@@ -196,6 +198,7 @@ static void drain(braid_nursery *n)
 /* Wait for every child, join them, free n; 0 or the first failure. */
 BRAID_EXPORT int braid_nursery_close(braid_nursery *n)
 {
+    BRAID__FORK_GUARD();
     if (!n)
         return -EINVAL;
     drain(n);

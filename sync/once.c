@@ -66,6 +66,7 @@ static void await_done(once_impl *o)
 /* Run fn exactly once across all callers of o. */
 BRAID_EXPORT int braid_once_do(braid_once *po, void (*fn)(void))
 {
+    BRAID__FORK_GUARD();
     if (!po || !fn)
         return -EINVAL;
     once_impl *o = impl(po);

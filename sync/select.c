@@ -225,6 +225,7 @@ static int run(sel *s, size_t n, int64_t deadline)
 
 BRAID_EXPORT int braid_select(braid_case *cases, size_t n, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if ((!cases && n) || n > BRAID__SELECT_MAX)
         return -EINVAL;
     int r = validate(cases, n);

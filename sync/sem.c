@@ -47,6 +47,7 @@ static inline sem_impl *impl(braid_sem *s)
 /* Set the count; not while the semaphore is in use. */
 BRAID_EXPORT int braid_sem_init(braid_sem *ps, uint64_t count)
 {
+    BRAID__FORK_GUARD();
     if (!ps || count > SEM_COUNT)
         return -EINVAL;
     sem_impl *s = impl(ps);
@@ -96,6 +97,7 @@ static void leave(sem_impl *s, braid__wnode *nd)
 /* Take one unit, waiting FIFO. */
 BRAID_EXPORT int braid_sem_acquire(braid_sem *ps, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!ps)
         return -EINVAL;
     sem_impl *s = impl(ps);
@@ -145,6 +147,7 @@ static void release_slow(sem_impl *s)
 /* Give one unit back. */
 BRAID_EXPORT int braid_sem_release(braid_sem *ps)
 {
+    BRAID__FORK_GUARD();
     if (!ps)
         return -EINVAL;
     sem_impl *s = impl(ps);

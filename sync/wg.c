@@ -92,6 +92,7 @@ static int done_underflow(wg_impl *g)
 /* Add delta (may be negative) to the counter. */
 BRAID_EXPORT int braid_wg_add(braid_wg *pw, int64_t delta)
 {
+    BRAID__FORK_GUARD();
     if (!pw || delta >= WG_MAX || delta <= -WG_MAX)
         return -EINVAL;
     if (delta == 0)
@@ -121,6 +122,7 @@ BRAID_EXPORT int braid_wg_add(braid_wg *pw, int64_t delta)
    waiters. */
 BRAID_EXPORT int braid_wg_done(braid_wg *pw)
 {
+    BRAID__FORK_GUARD();
     if (!pw)
         return -EINVAL;
     wg_impl *g = impl(pw);
@@ -158,6 +160,7 @@ static void leave(wg_impl *g, braid__wnode *nd)
 /* Wait for the counter to be zero. */
 BRAID_EXPORT int braid_wg_wait(braid_wg *pw, int64_t deadline)
 {
+    BRAID__FORK_GUARD();
     if (!pw)
         return -EINVAL;
     wg_impl *g = impl(pw);

@@ -201,32 +201,44 @@ START_TEST(yield_no_starvation)
 }
 END_TEST
 
-/* Two coroutines bounce a token through the next slot forever (each wakes
-   the other, then blocks); a third must still run.  Uses join/cancel-free
-   waiting: each side sleeps 0 (yield) after handing off. */
-typedef struct { braid_task *peer; } pp_arg;
-static atomic_int token;
+/* Two coroutines ping-pong over rendezvous channels: each hand-off readies
+   the peer into the worker's next slot.  With one worker, a third
+   coroutine must still get to run. */
+typedef struct { braid_rx *in; braid_tx *out; } pp_arg;
 
 static void *bouncer(void *arg)
 {
-    int me = (int)(long)arg;
+    pp_arg *p = arg;
+    int v = 0;
     while (!atomic_load(&stop_flag)) {
-        if (atomic_load(&token) == me) atomic_store(&token, 1 - me);
-        braid_yield();
+        if (braid_recv(p->in, &v, braid_after(100000000)) != 0) continue;
+        v++;
+        if (braid_send(p->out, &v, braid_after(100000000)) != 0) continue;
     }
-    return NULL;
+    return (void *)(long)v;
 }
 
 static void next_slot_main(void *arg)
 {
     (void)arg;
+    braid_tx *t1, *t2;
+    braid_rx *r1, *r2;
+    ck_assert_int_eq(braid_chan_open(&t1, &r1, sizeof(int), 0), 0);
+    ck_assert_int_eq(braid_chan_open(&t2, &r2, sizeof(int), 0), 0);
+    pp_arg pa = { r1, t2 }, pb = { r2, t1 };
     braid_task *a, *b, *t;
-    braid_spawn(&a, bouncer, (void *)0, NULL);
-    braid_spawn(&b, bouncer, (void *)1, NULL);
+    braid_spawn(&a, bouncer, &pa, NULL);
+    braid_spawn(&b, bouncer, &pb, NULL);
+    int v = 0;
+    ck_assert_int_eq(braid_send(t1, &v, BRAID_FOREVER), 0);  /* serve */
     braid_spawn(&t, ticker, NULL, NULL);
     ck_assert_int_eq(braid_join(t, NULL, BRAID_FOREVER), 0);
-    braid_join(a, NULL, BRAID_FOREVER);
-    braid_join(b, NULL, BRAID_FOREVER);
+    void *ra, *rb;
+    braid_join(a, &ra, BRAID_FOREVER);
+    braid_join(b, &rb, BRAID_FOREVER);
+    ck_assert_int_gt((long)ra + (long)rb, 100);   /* they really bounced */
+    braid_tx_close(t1); braid_tx_close(t2);
+    braid_rx_close(r1); braid_rx_close(r2);
 }
 
 START_TEST(next_slot_no_starvation)
