@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,4 +48,9 @@ void braid__panic(const char *fmt, ...)
     w = write(2, buf, (size_t)n);
     (void)w;
     abort();
+}
+
+int braid__os_yield(void)
+{
+    return sched_yield();
 }

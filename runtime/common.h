@@ -48,13 +48,21 @@ static inline void braid__cpu_relax(void)
 typedef struct { _Atomic int v; } braid__spin;
 #define BRAID__SPIN_INIT { 0 }
 
+/* After this many relax rounds the holder is probably descheduled (an
+   oversubscribed machine): give the CPU away instead of burning it. */
+#define BRAID__SPIN_YIELD 256
+int braid__os_yield(void);
+
 static inline void braid__spin_lock(braid__spin *l)
 {
     for (;;) {
         if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
             return;
-        while (ld_relaxed(&l->v))
-            braid__cpu_relax();
+        unsigned n = 0;
+        while (ld_relaxed(&l->v)) {
+            if (++n % BRAID__SPIN_YIELD == 0) braid__os_yield();
+            else braid__cpu_relax();
+        }
     }
 }
 

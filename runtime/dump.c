@@ -46,9 +46,7 @@ static void one(braid__coro *c, void *arg)
 BRAID_EXPORT void braid_dump(FILE *out)
 {
     if (!out) out = stderr;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    dump_ctx d = { out, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, 0 };
+    dump_ctx d = { out, braid__coarse_now(), 0 };
     braid_stats st;
     braid_stats_get(&st);
     fprintf(out, "braid dump: %u workers (%u idle, %u spinning), %llu live "

@@ -87,6 +87,7 @@ static int configure(const braid_config *cfg)
     braid__rt.no_deadlock_check = cfg ? cfg->no_deadlock_check : 0;
     const char *chaos = getenv("BRAID_CHAOS");
     braid__rt.chaos = chaos ? strtoull(chaos, NULL, 0) | 1 : 0;
+    braid__chaos = braid__rt.chaos;
     return 0;
 }
 

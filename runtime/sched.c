@@ -82,6 +82,20 @@ static uint32_t rnd(braid__worker *w)
 
 /* ---- global queue ------------------------------------------------------ */
 
+/* Put a list at the head: coroutines woken by the I/O thread (timers,
+   readiness) go ahead of a backlog of spawned ones, as Go puts them in
+   runnext; they are few per batch and latency-sensitive. */
+static void gq_push_front(braid__coro *head, braid__coro *tail, size_t n)
+{
+    braid__spin_lock(&braid__rt.gq_lock);
+    tail->link = braid__rt.gq_head;
+    braid__rt.gq_head = head;
+    if (!braid__rt.gq_tail) braid__rt.gq_tail = tail;
+    atomic_store(&braid__rt.gq_n, ld_relaxed(&braid__rt.gq_n) + n);
+    braid__spin_unlock(&braid__rt.gq_lock);
+    add_relaxed(&braid__rt.global_pushes, n);
+}
+
 static void gq_push_list(braid__coro *head, braid__coro *tail, size_t n)
 {
     braid__spin_lock(&braid__rt.gq_lock);
@@ -299,7 +313,7 @@ void braid__ready_batch(braid__batch *b)
         st_relaxed(&c->state, CORO_RUNNABLE);
         braid__tsan_release(c);
     }
-    gq_push_list(b->head, b->tail, b->n);
+    gq_push_front(b->head, b->tail, b->n);
     size_t n = b->n;
     b->head = b->tail = NULL;
     b->n = 0;
@@ -525,9 +539,13 @@ static braid__worker *idle_pop(void)
 
 void braid__stat_poll(void) { add_relaxed(&braid__rt.polls, 1); }
 
-void braid__chaos_point(void)
+uint64_t braid__chaos;
+static _Atomic int64_t coarse_clock;
+
+int64_t braid__coarse_now(void) { return ld_relaxed(&coarse_clock); }
+
+void braid__chaos_yield(void)
 {
-    if (likely(!braid__rt.chaos)) return;
     braid__worker *w = braid__worker_self();
     if (w && w->cur && rnd(w) % 8 == 0) braid_yield();
 }
@@ -823,6 +841,7 @@ int64_t braid__sched_monitor(int64_t now)
     if (!ld_acquire(&braid__rt.running) || ld_acquire(&braid__rt.stopping))
         return -1;
     bool busy = false;
+    st_relaxed(&coarse_clock, now);
     braid__batch b = BRAID__BATCH_INIT;
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];

@@ -64,7 +64,16 @@ void braid__stat_poll(void);
    (channel, lock and I/O code calls this); a random extra delay for a new
    timer (never negative: a deadline never fires early).  Both are a load
    and a branch when chaos is off. */
-void braid__chaos_point(void);
+extern uint64_t braid__chaos;       /* the seed; 0 = off */
+void braid__chaos_yield(void);
+static inline void braid__chaos_point(void)
+{
+    if (__builtin_expect(braid__chaos != 0, 0)) braid__chaos_yield();
+}
 int64_t braid__chaos_jitter(void);
+
+/* Monotonic time, refreshed by the I/O thread on every loop (at least every
+   few ms while a worker is busy): for dumps, never for deadlines. */
+int64_t braid__coarse_now(void);
 
 #endif

@@ -126,7 +126,8 @@ static int push_free(pool *p, char *lo, bool guarded)
     return 0;
 }
 
-/* Map one slab for p and put its slots on the free vector.  Pool lock held. */
+/* Map one slab for p and put its slots on the free vector.  Called and
+   returns with the pool lock held; drops it around the system calls. */
 static int grow(pool *p)
 {
     size_t slotsz = p->size + PAGE;
@@ -134,27 +135,40 @@ static int grow(pool *p)
     if (n < 4) n = 4;
     if (atomic_load(&S.fail_next) > 0 && atomic_fetch_sub(&S.fail_next, 1) > 0)
         return -ENOMEM;
+    /* The system calls run without the pool lock: others keep taking and
+       returning stacks meanwhile (a racing grow just maps one more slab). */
+    braid__spin_unlock(&p->lock);
+    slab *sl = malloc(sizeof *sl);
+    char *base = sl ? mmap(NULL, n * slotsz, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                    : MAP_FAILED;
+    bool guard = false;
+    if (base != MAP_FAILED) {
+        add_relaxed(&S.mappings, 1);
+        guard = atomic_fetch_sub(&S.guards_left, (long)n) >= (long)n;
+        for (size_t i = 0; guard && i < n; i++)
+            if (mprotect(base + i * slotsz, PAGE, PROT_NONE) == 0)
+                add_relaxed(&S.mappings, 2);
+    }
+    braid__spin_lock(&p->lock);
+    if (base == MAP_FAILED) {
+        free(sl);
+        return -ENOMEM;
+    }
     if (p->cap - p->nfree < n) {
         size_t cap = p->nfree + n + p->cap;
         slot *v = realloc(p->free, cap * sizeof *v);
-        if (!v) return -ENOMEM;
+        if (!v) {
+            munmap(base, n * slotsz);
+            free(sl);
+            return -ENOMEM;
+        }
         p->free = v;
         p->cap = cap;
     }
-    slab *sl = malloc(sizeof *sl);
-    if (!sl) return -ENOMEM;
-    char *base = mmap(NULL, n * slotsz, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED) { free(sl); return -ENOMEM; }
-    add_relaxed(&S.mappings, 1);
-    bool guard = atomic_fetch_sub(&S.guards_left, (long)n) >= (long)n;
     /* Push in reverse so the lowest slot is taken first. */
-    for (size_t i = n; i-- > 0;) {
-        char *s = base + i * slotsz;
-        if (guard && mprotect(s, PAGE, PROT_NONE) == 0)
-            add_relaxed(&S.mappings, 2);
-        p->free[p->nfree++] = (slot){ s + PAGE, guard };
-    }
+    for (size_t i = n; i-- > 0;)
+        p->free[p->nfree++] = (slot){ base + i * slotsz + PAGE, guard };
     p->total += n;
     braid__spin_lock(&S.lock);
     sl->base = base; sl->len = n * slotsz; sl->next = S.slabs; S.slabs = sl;

@@ -19,13 +19,6 @@
 #include <stddef.h>
 #include <time.h>
 
-static int64_t coarse_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void braid__waiter_init(braid__waiter *w, const char *what, const void *obj)
 {
     atomic_init(&w->state, BRAID__WAITING);
@@ -113,7 +106,7 @@ static void coro_wait(braid__waiter *w, braid__coro *me)
     st_relaxed(&me->state, CORO_BLOCKED);
     me->wait_what = w->what;
     me->wait_obj = w->obj;
-    me->since = coarse_now();
+    me->since = braid__coarse_now();
     braid__park(parked, w);
     braid__tsan_acquire(&w->park);
 }
