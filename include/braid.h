@@ -17,9 +17,10 @@
  *  - Cancellation is sticky: a cancelled coroutine still completes calls that
  *    need not block, and gets -ECANCELED from calls that would block or are
  *    blocked.  A cancelled operation did not happen.
- *  - "Context": every blocking call works both inside a coroutine (it parks
- *    the coroutine) and on a plain OS thread that is not a worker (it blocks
- *    the thread).  Calls marked "coroutine only" return -EPERM elsewhere.
+ *  - "Context": every call works both inside a coroutine (a blocking call
+ *    parks the coroutine) and on a plain OS thread that is not a worker (it
+ *    blocks the thread).  No call is coroutine-only: on a thread braid_yield
+ *    is sched_yield, braid_self is NULL and braid_cancelled is 0.
  *  - Each coroutine's errno is saved and restored across switches and
  *    migrations between worker threads.  glibc declares __errno_location
  *    and pthread_self const, so a compiler may keep &errno or the thread
@@ -99,7 +100,10 @@ BRAID_EXPORT int braid_attr_set_name(braid_attr *a, const char *name);
 /*
  * Start the workers and the I/O thread, run main_fn(arg) as the first
  * coroutine, return when main_fn returns.  Coroutines still alive then are
- * abandoned (never resumed) and their stacks freed, as in Go.
+ * abandoned (never resumed) and their stacks freed, as in Go.  A channel or
+ * sync object that an abandoned coroutine was blocked on still lists that
+ * coroutine's wait entry: do not use such an object after braid_run
+ * returns (fds are cleaned up: they may be used again).
  *
  * Returns 0; -EDEADLK when every coroutine was blocked with nothing able to
  * wake one (no timer, no I/O, no blocking-pool call, no foreign thread

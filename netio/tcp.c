@@ -32,6 +32,7 @@ static int gai_errno(int rc, int err)
     case EAI_MEMORY: return -ENOMEM;
     case EAI_FAMILY: return -EAFNOSUPPORT;
     case EAI_SYSTEM: return err ? -err : -EIO;
+    case EAI_SERVICE:
     case EAI_NONAME:
 #ifdef EAI_NODATA
     case EAI_NODATA:

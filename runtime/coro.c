@@ -352,6 +352,7 @@ BRAID_EXPORT int braid_detach(braid_task *t)
 {
     braid__coro *c = (braid__coro *)t;
     if (!c || (c->flags & CORO_DETACHED)) return -EINVAL;
+    BRAID__FORK_GUARD();
     braid__coro_unref(c);
     return 0;
 }
@@ -360,6 +361,7 @@ BRAID_EXPORT int braid_cancel(braid_task *t)
 {
     braid__coro *c = (braid__coro *)t;
     if (!c) return -EINVAL;
+    BRAID__FORK_GUARD();
     atomic_store(&c->cancelled, 1);
     braid__spin_lock(&c->lk);
     braid__waiter *w = c->waiter;

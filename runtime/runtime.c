@@ -211,6 +211,7 @@ BRAID_EXPORT void braid_stats_get(braid_stats *s)
 
 BRAID_EXPORT const char *braid_strerror(int err)
 {
+    if (err == INT_MIN) return "unknown error";
     if (err < 0) err = -err;
     switch (err) {
     case 0: return "success";

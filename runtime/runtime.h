@@ -88,6 +88,8 @@ struct braid__rt {
     /* Global queue: spinlock-protected FIFO (its own cache line). */
     braid__spin gq_lock BRAID_ALIGNED;
     braid__coro *gq_head, *gq_tail;    /* gq_lock */
+    braid__coro *gq_prio;              /* gq_lock: last of the woken prefix */
+    size_t gq_prio_n;                  /* gq_lock: length of that prefix */
     _Atomic size_t gq_n;               /* written under gq_lock */
     /* Idle workers (read by every wakep: keep away from written lines). */
     braid__spin idle_lock BRAID_ALIGNED;

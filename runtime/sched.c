@@ -60,7 +60,7 @@ __attribute__((noinline)) braid__worker *braid__worker_self(void)
 __attribute__((noinline)) braid__coro *braid__current(void)
 {
     braid__tsan_acquire(&tls_worker);
-    braid__worker *w = tls_worker;
+    braid__worker *w = unlikely(ld_relaxed(&braid__forked)) ? NULL : tls_worker;
     __asm__ __volatile__("" ::: "memory");
     return w ? w->cur : NULL;
 }
@@ -82,15 +82,20 @@ static uint32_t rnd(braid__worker *w)
 
 /* ---- global queue ------------------------------------------------------ */
 
-/* Put a list at the head: coroutines woken by the I/O thread (timers,
-   readiness) go ahead of a backlog of spawned ones, as Go puts them in
-   runnext; they are few per batch and latency-sensitive. */
+/* Coroutines woken by the I/O thread (timers, readiness) go ahead of a
+   backlog of spawned ones, as Go puts them in runnext: the queue keeps a
+   FIFO prefix of woken coroutines (ending at gq_prio), and a new batch is
+   appended to that prefix, so wake-ups stay in deadline order. */
 static void gq_push_front(braid__coro *head, braid__coro *tail, size_t n)
 {
     braid__spin_lock(&braid__rt.gq_lock);
-    tail->link = braid__rt.gq_head;
-    braid__rt.gq_head = head;
-    if (!braid__rt.gq_tail) braid__rt.gq_tail = tail;
+    braid__coro **at = braid__rt.gq_prio ? &braid__rt.gq_prio->link
+                                         : &braid__rt.gq_head;
+    tail->link = *at;
+    *at = head;
+    if (!tail->link) braid__rt.gq_tail = tail;
+    braid__rt.gq_prio = tail;
+    braid__rt.gq_prio_n += n;
     atomic_store(&braid__rt.gq_n, ld_relaxed(&braid__rt.gq_n) + n);
     braid__spin_unlock(&braid__rt.gq_lock);
     add_relaxed(&braid__rt.global_pushes, n);
@@ -128,6 +133,12 @@ static braid__coro *gq_take(braid__worker *w, size_t max)
     for (size_t i = 1; i < k; i++) last = last->link;
     braid__rt.gq_head = last->link;
     if (!braid__rt.gq_head) braid__rt.gq_tail = NULL;
+    if (braid__rt.gq_prio_n <= k) {
+        braid__rt.gq_prio = NULL;
+        braid__rt.gq_prio_n = 0;
+    } else {
+        braid__rt.gq_prio_n -= k;
+    }
     atomic_store(&braid__rt.gq_n, n - k);
     braid__spin_unlock(&braid__rt.gq_lock);
     braid__coro *c = first->link;
@@ -436,7 +447,7 @@ void braid_yield(void)
 {
     braid__worker *w = braid__worker_self();
     braid__coro *me = w ? w->cur : NULL;
-    if (!me) {
+    if (!me || braid__forked_child()) {  /* a forked child has no workers */
         sched_yield();
         return;
     }
@@ -808,7 +819,8 @@ void braid__sched_free(void)
     free(braid__rt.workers);
     braid__rt.workers = NULL;
     braid__rt.idle_head = NULL;
-    braid__rt.gq_head = braid__rt.gq_tail = NULL;
+    braid__rt.gq_head = braid__rt.gq_tail = braid__rt.gq_prio = NULL;
+    braid__rt.gq_prio_n = 0;
     atomic_store(&braid__rt.gq_n, 0);
     atomic_store(&braid__rt.npidle, 0);
     atomic_store(&braid__rt.nspinning, 0);

@@ -4,6 +4,7 @@
 include tests/runtime.mk
 include tests/sync.mk
 include tests/netio.mk
+include tests/faults.mk
 
 ## A short braid-stress pass (20 s, every profile); `make stress` runs ten
 ## minutes.
