@@ -5,6 +5,7 @@ include tests/runtime.mk
 include tests/sync.mk
 include tests/netio.mk
 include tests/faults.mk
+include tests/model.mk
 
 ## A short braid-stress pass (20 s, every profile); `make stress` runs ten
 ## minutes.
