@@ -94,9 +94,11 @@ static void thread_wait(braid__waiter *w, int64_t deadline)
 {
     uint32_t v;
     while ((v = ld_acquire(&w->park)) != 2) {
-        if (deadline >= 0 && braid_now() >= deadline &&
-            braid__waiter_claim(w, -ETIMEDOUT))
-            return;
+        if (deadline >= 0 && braid_now() >= deadline) {
+            if (braid__waiter_claim(w, -ETIMEDOUT))
+                return;
+            deadline = -1;      /* someone else decided: wait for its wake */
+        }
         braid__futex_wait(&w->park, v, deadline);
     }
 }
