@@ -34,6 +34,26 @@
  *    with "coroutine <id> (<name>) overflowed its <N>-byte stack".
  *  - After fork() in a process whose runtime is running, every runtime call
  *    in the child returns -EPERM (or does nothing, for void functions).
+ *
+ * Where the implementation departs from the project's design map, and why:
+ *  - Timers live in one 4-ary heap per worker (plus one spare), each behind
+ *    its own lock, so deadline-taking calls on a hot path never serialise
+ *    every worker; the I/O thread expires all heaps (runtime/timer.c).
+ *  - The I/O thread also runs a monitor (Go's sysmon): a worker that has not
+ *    switched for one period (5 ms) while coroutines wait in its queues is
+ *    stuck in a blocking call or a long computation, and its queue and
+ *    next slot are moved to the global queue for the other workers.
+ *  - Woken coroutines (timers, I/O) enter the global queue ahead of spawned
+ *    ones, in order, as Go's runnext does for them.
+ *  - braid_go/braid_spawn yield the caller when its worker's run queue is
+ *    three-quarters full: a spawning loop then runs its own children
+ *    instead of spilling them to the global queue (back-pressure).
+ *  - Guard pages are budgeted (BRAID_STACK_GUARDS, default 8192 stacks):
+ *    one per stack would cost two kernel mappings each and break the
+ *    65,530-mapping limit at a million coroutines; the rest rely on the
+ *    red zone checked at every switch and exit.
+ *  - A forked child gets -EPERM from every call (not just runtime ones):
+ *    a lock a vanished worker held would otherwise hang it.
  */
 #ifndef BRAID_H
 #define BRAID_H
