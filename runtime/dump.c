@@ -31,16 +31,19 @@ static void one(braid__coro *c, void *arg)
     if (st == CORO_FREE) return;
     d->n++;
     if (d->n > 1000) return;
-    const char *what = st == CORO_BLOCKED ? c->wait_what : NULL;
+    const char *what = st == CORO_BLOCKED
+        ? __atomic_load_n(&c->wait_what, __ATOMIC_RELAXED) : NULL;
     fprintf(d->out, "  coroutine %llu (%s): %s", (unsigned long long)c->id,
             c->name ? c->name : (c->flags & CORO_MAIN) ? "main" : "unnamed",
             state_name(st));
     if (what)
-        fprintf(d->out, " in %s on %p for %.3f ms", what, c->wait_obj,
-                (double)(d->now - c->since) / 1e6);
+        fprintf(d->out, " in %s on %p for %.3f ms", what,
+                __atomic_load_n(&c->wait_obj, __ATOMIC_RELAXED),
+                (double)(d->now - __atomic_load_n(&c->since, __ATOMIC_RELAXED)) / 1e6);
     if (atomic_load_explicit(&c->cancelled, memory_order_relaxed))
         fprintf(d->out, " [cancelled]");
-    fprintf(d->out, " (worker %d, stack %zu)\n", c->worker, c->stack_size);
+    fprintf(d->out, " (worker %d, stack %zu)\n",
+            __atomic_load_n(&c->worker, __ATOMIC_RELAXED), c->stack_size);
 }
 
 BRAID_EXPORT void braid_dump(FILE *out)
@@ -56,9 +59,9 @@ BRAID_EXPORT void braid_dump(FILE *out)
             (long)atomic_load(&braid__rt.sources), ld_relaxed(&braid__rt.gq_n));
     for (unsigned i = 0; braid__rt.workers && i < braid__rt.nworkers; i++) {
         braid__worker *w = braid__rt.workers[i];
-        braid__coro *cur = w->cur;
+        braid__coro *cur = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
         fprintf(out, "  worker %u: %s, runq %u, next %s, switches %llu\n", i,
-                w->idle ? "idle" : cur ? "running" : "scheduling",
+                ld_relaxed(&w->idle) ? "idle" : cur ? "running" : "scheduling",
                 ck_ring_size(&w->ring), ld_relaxed(&w->next) ? "set" : "empty",
                 (unsigned long long)ld_relaxed(&w->switches));
     }

@@ -381,7 +381,7 @@ static braid__worker *resumed(braid__coro *self)
 #endif
     if (self) {
         *w->errno_ptr = self->saved_errno;  /* this thread's errno now */
-        self->worker = (int16_t)w->id;
+        __atomic_store_n(&self->worker, (int16_t)w->id, __ATOMIC_RELAXED);
     }
     run_after(w);
     return w;
@@ -421,7 +421,7 @@ static void switch_away(braid__worker *w, braid__coro *me, bool dying)
     braid__coro *to = pick_local(w);
     if (to && !to->stack.lo)
         braid__coro_start(to);
-    w->cur = to;
+    __atomic_store_n(&w->cur, to, __ATOMIC_RELAXED);   /* braid_dump reads it */
     if (to) st_relaxed(&to->state, CORO_RUNNING);
     switch_ctx(w, me, to, dying);
 }
@@ -695,7 +695,7 @@ static void *worker_main(void *arg)
         if (!c) break;
         if (!c->stack.lo) braid__coro_start(c);
         st_relaxed(&c->state, CORO_RUNNING);
-        w->cur = c;
+        __atomic_store_n(&w->cur, c, __ATOMIC_RELAXED);
         switch_ctx(w, NULL, c, false);
         resumed(NULL);
     }

@@ -105,10 +105,11 @@ static void thread_wait(braid__waiter *w, int64_t deadline)
 
 static void coro_wait(braid__waiter *w, braid__coro *me)
 {
+    /* Relaxed atomic stores: braid_dump reads these from any thread. */
+    __atomic_store_n(&me->wait_what, w->what, __ATOMIC_RELAXED);
+    __atomic_store_n(&me->wait_obj, w->obj, __ATOMIC_RELAXED);
+    __atomic_store_n(&me->since, braid__coarse_now(), __ATOMIC_RELAXED);
     st_relaxed(&me->state, CORO_BLOCKED);
-    me->wait_what = w->what;
-    me->wait_obj = w->obj;
-    me->since = braid__coarse_now();
     braid__park(parked, w);
     braid__tsan_acquire(&w->park);
 }
@@ -151,7 +152,7 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
         me->waiter = NULL;
         braid__spin_unlock(&me->lk);
     }
-    if (me) me->wait_what = NULL;
+    if (me) __atomic_store_n(&me->wait_what, NULL, __ATOMIC_RELAXED);
     return ld_acquire(&w->state);
 }
 

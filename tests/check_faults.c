@@ -145,8 +145,10 @@ static int count_dir(const char *path)
 
 /* TSan's runtime opens fds of its own whenever it likes. */
 #if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
 static int count_fds(void) { return 0; }
 #else
+#define UNDER_TSAN 0
 static int count_fds(void) { return count_dir("/proc/self/fd"); }
 #endif
 
@@ -948,7 +950,8 @@ static void capacity_main(void *unused)
     }
     long rss2 = rss_kb();
     ck_assert_uint_eq(chan_info(tx).buffered, N);
-    ck_assert_int_lt(rss2 - rss0, 3 * N);               /* ~1 KiB each */
+    /* ~1 KiB each; sanitizers add shadow memory for what is touched */
+    ck_assert_int_lt(rss2 - rss0, (SANITIZED ? 12 : 3) * N);
     for (int k = 0; k < N; k++) {
         ck_assert_int_eq(braid_recv(rx, elem, 0), 0);
         ck_assert_int_eq(elem[0], (char)k);
@@ -1279,7 +1282,7 @@ NOINLINE static int dive(int n, int redzone)
     /* Red-zone mode: stop about 3 KiB from the bottom (inside the lowest,
        red page), then switch: the check at switch-out must fire. */
     if (redzone && (size_t)(ov_top - (char *)pad) > ov_size - 3072) {
-        braid_sleep(1000);
+        braid_sleep(MS);          /* long enough to really park (TSan is slow) */
         return pad[0];
     }
     return dive(n + 1, redzone) + pad[0];
@@ -2509,7 +2512,8 @@ START_TEST(blocked_worker_queue_moves)
         fprintf(stderr, " ms\n");
         for (int k = 0; k < NREADY; k++)
             ck_assert_int_gt(atomic_load(&h->started[k]), 0);
-        ck_assert_msg(worst < 50 * MS, "variant %d: a readied coroutine waited "
+        /* 50 ms is the requirement; sanitizers run everything ~10x slower */
+        ck_assert_msg(worst < (SANITIZED ? 250 : 50) * MS, "variant %d: a readied coroutine waited "
                       "%.1f ms for its blocked worker", variant, worst / 1e6);
         free(h);
     }
@@ -2698,7 +2702,8 @@ START_TEST(run_returns_blocked_freed)
         ck_assert_int_le(maps[round], maps0 + 8);
         ck_assert_int_lt(rss[round], rss0 + 4096);
     }
-    ck_assert_int_le(maps[2], maps[0] + 8);
+    if (!UNDER_TSAN)            /* TSan maps per-fiber state as it goes */
+        ck_assert_int_le(maps[2], maps[0] + 8);
     if (!SANITIZED)
         ck_assert_int_lt(rss[2], rss[0] + 2048);
     ck_assert_int_eq(braid_close(ab_pipe[0]), 0);
