@@ -34,7 +34,7 @@
 #define SANITIZED 1
 #define SLEEP_GAP 8000000     /* sanitizers slow everything down ~10x */
 #else
-#define SLEEP_GAP 2000000
+#define SLEEP_GAP (RUNNING_ON_VALGRIND ? 20000000 : 2000000)
 #endif
 
 void braid__stack_fail_next(int n);
@@ -720,7 +720,8 @@ static void hog_main(void *arg)
     void *r;
     braid_join(t, &r, BRAID_FOREVER);
     ck_assert_int_gt((long)r, 0);
-    ck_assert_int_lt((long)r, 50000000);
+    /* 50 ms is the requirement; valgrind runs one thread at a time */
+    ck_assert_int_lt((long)r, RUNNING_ON_VALGRIND ? 500000000 : 50000000);
 }
 
 START_TEST(blocked_worker_queue_runs_elsewhere)

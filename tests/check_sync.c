@@ -19,6 +19,16 @@
 #include <braid.h>
 
 #define MS ((int64_t)1000000)
+
+#ifdef HAVE_VALGRIND_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+/* Under valgrind (threads serialised, ~50x slower) timing and scheduling
+   assumptions do not hold: those asserts are skipped, memcheck is the
+   point of that run. */
+#define TIMING (!RUNNING_ON_VALGRIND)
 #define SLACK (500 * MS)
 
 static void run(unsigned workers, void (*fn)(void *), void *arg)
@@ -62,7 +72,8 @@ static void assert_on_time(int64_t start, int64_t deadline)
 {
     int64_t now = braid_now();
     ck_assert_int_ge(now, deadline);
-    ck_assert_int_lt(now - start, deadline - start + SLACK);
+    if (TIMING)
+        ck_assert_int_lt(now - start, deadline - start + SLACK);
 }
 
 /* Shared by the tests (fresh in each forked test). */
@@ -130,7 +141,7 @@ static void errors_main(void *arg)
     /* Past deadlines try once. */
     ck_assert_int_eq(braid_mutex_lock(&mu, 0), -EAGAIN);
     ck_assert_int_eq(braid_mutex_lock(&mu, braid_now() - MS), -EAGAIN);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_mutex_lock(&mu, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     /* Still held, still usable. */
@@ -183,7 +194,8 @@ static void *holdout(void *arg)
         braid_sleep(MS);
         int64_t start = braid_now();
         ck_assert_int_eq(braid_mutex_lock(&mu, BRAID_FOREVER), 0);
-        ck_assert_int_ge(braid_now() - start, MS);   /* only by hand-off */
+        if (TIMING)
+            ck_assert_int_ge(braid_now() - start, MS);   /* only by hand-off */
         ck_assert_int_eq(braid_mutex_unlock(&mu), 0);
     }
     atomic_store(&flag, 1);
@@ -266,7 +278,7 @@ static void *thread_timeout(void *arg)
 {
     (void)arg;
     ck_assert_int_eq(braid_mutex_lock(&mu, 0), -EAGAIN);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_mutex_lock(&mu, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     atomic_store(&flag, 1);
@@ -491,7 +503,7 @@ static void cond_timeout_main(void *arg)
     ck_assert_int_eq(braid_mutex_lock(&mu, BRAID_FOREVER), 0);
     ck_assert_int_eq(braid_cond_wait(&cv, &mu, 0), -EAGAIN);
     ck_assert_int_eq(join(spawn(try_other, NULL)), -EBUSY);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_cond_wait(&cv, &mu, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     ck_assert_int_eq(join(spawn(try_other, NULL)), -EBUSY);  /* relocked */
@@ -594,7 +606,7 @@ static void wg_errors_main(void *arg)
     ck_assert_int_eq(braid_wg_add(&w, 2), 0);
     ck_assert_int_eq(braid_wg_add(&w, -3), -EINVAL);   /* unchanged: 2 */
     ck_assert_int_eq(braid_wg_wait(&w, 0), -EAGAIN);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_wg_wait(&w, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     ck_assert_int_eq(braid_wg_done(&w), 0);
@@ -685,7 +697,7 @@ static void sem_limit_main(void *arg)
     for (int i = 0; i < SEM_UNITS; i++)
         ck_assert_int_eq(braid_sem_acquire(&sem, 0), 0);
     ck_assert_int_eq(braid_sem_acquire(&sem, 0), -EAGAIN);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_sem_acquire(&sem, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     /* Static initialiser; overflow. */
@@ -971,7 +983,7 @@ static void nursery_deadline_main(void *arg)
 {
     (void)arg;
     braid_nursery *n;
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_nursery_open(&n, dl), 0);
     ck_assert_int_eq(braid_nursery_go(n, child_sleeper, NULL), 0);
     ck_assert_int_eq(braid_nursery_go(n, child_ok, NULL), 0);
@@ -1120,7 +1132,7 @@ START_TEST(test_no_runtime)
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
     ck_assert_int_eq(counter, 60000);
-    int64_t start = braid_now(), dl = braid_after(50 * MS);
+    int64_t start = braid_now(), dl = braid_after((TIMING ? 50 : 2000) * MS);
     ck_assert_int_eq(braid_sem_acquire(&sem, dl), -ETIMEDOUT);
     assert_on_time(start, dl);
     ck_assert_int_eq(braid_once_do(&once, once_fn), 0);
