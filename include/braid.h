@@ -28,10 +28,13 @@
  *    after a braid call should read it through a non-inlined function (or
  *    behind an asm barrier).  Thread-local variables have the same hazard:
  *    never keep their address across a call that may switch.
- *  - The default stack is 64 KiB (BRAID_STACK_SIZE / braid_config); the
- *    first BRAID_STACK_GUARDS (8192) stacks get a guard page, every stack
- *    has a red zone checked at each switch and exit: an overflow aborts
- *    with "coroutine <id> (<name>) overflowed its <N>-byte stack".
+ *  - The default stack is 64 KiB (BRAID_STACK_SIZE / braid_config).  Every
+ *    stack gets a guard page where the kernel has guard regions (Linux >=
+ *    6.13, madvise MADV_GUARD_INSTALL: no extra mapping); on older kernels
+ *    only the first BRAID_STACK_GUARDS (8192) do, through mprotect.
+ *    BRAID_STACK_GUARDS=0 turns guards off.  Every stack also has a red
+ *    zone checked at each switch: an overflow aborts with
+ *    "coroutine <id> (<name>) overflowed its <N>-byte stack".
  *  - After fork() in a process whose runtime is running, every runtime call
  *    in the child returns -EPERM (or does nothing, for void functions).
  *
@@ -48,10 +51,11 @@
  *  - braid_go/braid_spawn yield the caller when its worker's run queue is
  *    three-quarters full: a spawning loop then runs its own children
  *    instead of spilling them to the global queue (back-pressure).
- *  - Guard pages are budgeted (BRAID_STACK_GUARDS, default 8192 stacks):
- *    one per stack would cost two kernel mappings each and break the
- *    65,530-mapping limit at a million coroutines; the rest rely on the
- *    red zone checked at every switch and exit.
+ *  - Guard pages use the kernel's guard regions where available (no VMA
+ *    split, so a million guarded stacks fit the 65,530-mapping limit);
+ *    with mprotect they are budgeted (BRAID_STACK_GUARDS, default 8192
+ *    stacks), since each would cost two mappings; the rest rely on the red
+ *    zone checked at every switch and exit.
  *  - A forked child gets -EPERM from every call (not just runtime ones):
  *    a lock a vanished worker held would otherwise hang it.
  */

@@ -6,9 +6,11 @@
  * pages a coroutine touches become resident.  Adjacent slabs merge into one
  * kernel mapping, so a million stacks cost a handful of mappings.
  *
- * Overflow: the first BRAID_STACK_GUARDS (env; default 8192) stacks get a
- * PROT_NONE guard page (mprotect splits the mapping, so guards are
- * budgeted to stay far below the kernel's 65,530 mappings); the SIGSEGV
+ * Overflow: every stack gets a guard page where the kernel has guard
+ * regions (Linux >= 6.13, see install_guards); elsewhere the first
+ * BRAID_STACK_GUARDS (env; default 8192) stacks get a PROT_NONE page
+ * (mprotect splits the mapping, so those are budgeted to stay far below
+ * the kernel's 65,530 mappings); the SIGSEGV
  * handler (sched.c) names the coroutine.  Every stack, guarded or not, has
  * its lowest page as a red zone that must stay zero: the scheduler checks
  * the stack pointer against it at every switch-out and the red zone's top
@@ -72,6 +74,7 @@ static struct {
     _Atomic long mappings;
     _Atomic int fail_next;
     bool guards_init;
+    bool no_guards;         /* env BRAID_STACK_GUARDS=0: red zones only */
 } S;
 
 /* Stacks come in power-of-two size classes (16 KiB .. 1 GiB), so any mix
@@ -101,6 +104,7 @@ static pool *pool_of(size_t size)
     if (!S.guards_init) {
         const char *e = getenv("BRAID_STACK_GUARDS");
         st_relaxed(&S.guards_left, e ? atol(e) : 8192);
+        S.no_guards = e && atol(e) == 0;
         S.guards_init = true;
     }
     braid__spin_unlock(&S.lock);
@@ -126,6 +130,37 @@ static int push_free(pool *p, char *lo, bool guarded)
     return 0;
 }
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+/* Guard the lowest page of each of the n slots at base.  Linux >= 6.13
+   has guard regions (madvise MADV_GUARD_INSTALL): a page-table marker that
+   faults on access, taken under the mmap read lock and splitting no
+   mapping, so every stack gets one.  Older kernels: mprotect, which splits
+   the mapping (two more per stack) and takes the mmap write lock, so only
+   the first BRAID_STACK_GUARDS stacks get one.  Returns whether the slab
+   is guarded. */
+static _Atomic int madv_guard = 1;   /* 1 try madvise, 0 it is unsupported */
+
+static bool install_guards(char *base, size_t n, size_t slotsz)
+{
+    if (S.no_guards) return false;        /* BRAID_STACK_GUARDS=0 */
+    if (ld_relaxed(&madv_guard)) {
+        size_t i = 0;
+        while (i < n && madvise(base + i * slotsz, PAGE, MADV_GUARD_INSTALL) == 0)
+            i++;
+        if (i == n) return true;
+        if (i > 0) return false;          /* partial: treat as unguarded */
+        st_relaxed(&madv_guard, 0);       /* EINVAL: fall back for good */
+    }
+    if (atomic_fetch_sub(&S.guards_left, (long)n) < (long)n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (mprotect(base + i * slotsz, PAGE, PROT_NONE) == 0)
+            add_relaxed(&S.mappings, 2);
+    return true;
+}
+
 /* Map one slab for p and put its slots on the free vector.  Called and
    returns with the pool lock held; drops it around the system calls. */
 static int grow(pool *p)
@@ -145,10 +180,7 @@ static int grow(pool *p)
     bool guard = false;
     if (base != MAP_FAILED) {
         add_relaxed(&S.mappings, 1);
-        guard = atomic_fetch_sub(&S.guards_left, (long)n) >= (long)n;
-        for (size_t i = 0; guard && i < n; i++)
-            if (mprotect(base + i * slotsz, PAGE, PROT_NONE) == 0)
-                add_relaxed(&S.mappings, 2);
+        guard = install_guards(base, n, slotsz);
     }
     braid__spin_lock(&p->lock);
     if (base == MAP_FAILED) {
