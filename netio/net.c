@@ -112,6 +112,7 @@ NOINLINE static int poll_now(int fd, int events)
 BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline)
 {
     BRAID__FORK_GUARD();
+    braid__chaos_point();       /* chaos mode: a yield at an I/O point */
     braid__fdent *e;
     if (!events || (events & ~(BRAID_READ | BRAID_WRITE)))
         return fd < 0 ? -EBADF : -EINVAL;
@@ -131,6 +132,7 @@ BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline)
 BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline)
 {
     BRAID__FORK_GUARD();
+    braid__chaos_point();       /* chaos mode: a yield at an I/O point */
     braid__fdent *e;
     if (!buf && n)
         return fd < 0 ? -EBADF : -EINVAL;
@@ -153,6 +155,7 @@ BRAID_EXPORT ssize_t braid_write(int fd, const void *buf, size_t n,
                                  int64_t deadline)
 {
     BRAID__FORK_GUARD();
+    braid__chaos_point();       /* chaos mode: a yield at an I/O point */
     braid__fdent *e;
     if (!buf && n)
         return fd < 0 ? -EBADF : -EINVAL;
@@ -191,6 +194,7 @@ BRAID_EXPORT int braid_accept(int lfd, struct sockaddr *sa, socklen_t *len,
                               int64_t deadline)
 {
     BRAID__FORK_GUARD();
+    braid__chaos_point();       /* chaos mode: a yield at an I/O point */
     braid__fdent *e;
     if (sa && !len)
         return lfd < 0 ? -EBADF : -EINVAL;
