@@ -36,6 +36,16 @@ static int count_dir(const char *path)
     return n;
 }
 
+#ifdef HAVE_VALGRIND_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+/* Under valgrind (one thread at a time, ~50x slower) time budgets grow and
+   ordering/latency asserts are skipped: memcheck is that run's point. */
+#define VG(ns) (RUNNING_ON_VALGRIND ? (ns) * 20 : (ns))
+#define TIMING (!RUNNING_ON_VALGRIND)
+
 /* ThreadSanitizer's runtime starts a helper thread and a symbolizer (with
    pipes) whenever it likes: under it, fd and thread counts are not ours to
    compare. */
@@ -468,19 +478,19 @@ static void emfile_main(void *p)
     ck_assert_int_lt(nd, 64);                   /* the table is full */
     ck_assert_int_gt(nd, 1);
     close(dummies[--nd]);                       /* one fd free: the client */
-    int c = braid_tcp_dial("127.0.0.1", port, braid_after(2000 * MS));
+    int c = braid_tcp_dial("127.0.0.1", port, braid_after(VG(2000 * MS)));
     ck_assert_int_ge(c, 0);
     int64_t t0 = braid_now();
-    ck_assert_int_eq(braid_accept(lfd, NULL, NULL, braid_after(5000 * MS)),
+    ck_assert_int_eq(braid_accept(lfd, NULL, NULL, braid_after(VG(5000 * MS))),
                      -EMFILE);
-    ck_assert_int_lt(braid_now() - t0, 1000 * MS);
+    ck_assert_int_lt(braid_now() - t0, VG(1000 * MS));
     braid_stats s0, s1;                         /* the I/O thread idles */
     braid_stats_get(&s0);
     braid_sleep(200 * MS);
     braid_stats_get(&s1);
     ck_assert_uint_lt(s1.polls - s0.polls, 50);
     close(dummies[--nd]);
-    int s = braid_accept(lfd, NULL, NULL, braid_after(2000 * MS));
+    int s = braid_accept(lfd, NULL, NULL, braid_after(VG(2000 * MS)));
     ck_assert_int_ge(s, 0);
     braid_close(s);
     braid_close(c);
@@ -492,6 +502,9 @@ static void emfile_main(void *p)
 
 START_TEST(accept_emfile)
 {
+    /* valgrind keeps fds of its own at the top of RLIMIT_NOFILE, so a
+       lowered limit does not leave the fds this test counts on */
+    if (RUNNING_ON_VALGRIND) return;
     run_checked(emfile_main, NULL, 2);
 }
 END_TEST
@@ -541,7 +554,8 @@ START_TEST(sleepers_wake_in_order)
     run_checked(sleepers_main, NULL, 1);
     int64_t late[NSLEEP];
     for (int i = 0; i < NSLEEP; i++) {
-        ck_assert_int_eq(sleepers[i].order, i);
+        if (TIMING)
+            ck_assert_int_eq(sleepers[i].order, i);
         ck_assert_int_ge(sleepers[i].woke, sleepers[i].deadline);
         late[i] = sleepers[i].woke - sleepers[i].deadline;
     }
@@ -549,7 +563,7 @@ START_TEST(sleepers_wake_in_order)
     fprintf(stderr, "sleep lateness: median %lld us, max %lld us\n",
             (long long)late[NSLEEP / 2] / 1000,
             (long long)late[NSLEEP - 1] / 1000);
-    ck_assert_int_lt(late[NSLEEP - 1], 200 * MS);
+    ck_assert_int_lt(late[NSLEEP - 1], VG(200 * MS));
 }
 END_TEST
 
