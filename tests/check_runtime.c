@@ -168,7 +168,8 @@ START_TEST(work_spreads)
     atomic_store(&worker_threads[0], 0);
     atomic_store(&worker_threads[1], 0);
     ck_assert_int_eq(braid_run(&two, steal_main, NULL), 0);
-    ck_assert_int_eq(atomic_load(&nthreads), 2);
+    if (!RUNNING_ON_VALGRIND)   /* valgrind runs one thread at a time */
+        ck_assert_int_eq(atomic_load(&nthreads), 2);
     (void)ran_on;
 }
 END_TEST
@@ -490,7 +491,7 @@ static void *errno_keeper(void *arg)
     int migrations = 0;
     pthread_t last = thread_now();
     int wrong = 0;
-    int64_t give_up = braid_after(20000000000LL);
+    int64_t give_up = braid_after(RUNNING_ON_VALGRIND ? 0 : 20000000000LL);
     for (int i = 0; i < 2000 || (migrations == 0 && braid_now() < give_up); i++) {
         set_errno((int)(id * 1000 + i % 1000));
         braid_yield();
@@ -514,7 +515,8 @@ static void errno_main(void *arg)
         braid_join(t[i], &r, BRAID_FOREVER);
         migrations += (long)r;
     }
-    ck_assert_int_gt(migrations, 0);
+    if (!RUNNING_ON_VALGRIND)   /* valgrind runs one thread at a time */
+        ck_assert_int_gt(migrations, 0);
 }
 
 START_TEST(errno_across_migration)
