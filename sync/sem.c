@@ -85,15 +85,6 @@ static bool take_or_mark(sem_impl *s)
     }
 }
 
-static void leave(sem_impl *s, braid__wnode *nd)
-{
-    braid__spin_lock(&s->lk);
-    braid__wq_remove(&s->q, nd);
-    if (braid__wq_empty(&s->q))
-        atomic_fetch_and_explicit(&s->state, ~SEM_W, memory_order_relaxed);
-    braid__spin_unlock(&s->lk);
-}
-
 /* Take one unit, waiting FIFO. */
 BRAID_EXPORT int braid_sem_acquire(braid_sem *ps, int64_t deadline)
 {
@@ -120,7 +111,7 @@ BRAID_EXPORT int braid_sem_acquire(braid_sem *ps, int64_t deadline)
     braid__spin_unlock(&s->lk);
     int r = braid__waiter_wait(&w, deadline);
     if (r != 0)
-        leave(s, &nd);
+        braid__wq_leave(&s->lk, &s->q, &s->state, SEM_W, &nd);
     return r;
 }
 

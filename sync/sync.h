@@ -107,6 +107,20 @@ static inline size_t braid__wq_wake_all(braid__wq *q, int outcome,
     return k;
 }
 
+/* A waiter that timed out or was cancelled leaves the queue q (guarded by
+   lk); the last one out clears the "someone waits" bit wbit of state, so
+   the fast paths stop taking the slow way. */
+static inline void braid__wq_leave(braid__spin *lk, braid__wq *q,
+                                   _Atomic uint64_t *state, uint64_t wbit,
+                                   braid__wnode *nd)
+{
+    braid__spin_lock(lk);
+    braid__wq_remove(q, nd);
+    if (braid__wq_empty(q))
+        atomic_fetch_and_explicit(state, ~wbit, memory_order_relaxed);
+    braid__spin_unlock(lk);
+}
+
 /* Is deadline already past (0 included)?  BRAID_FOREVER never is. */
 static inline bool braid__deadline_past(int64_t deadline)
 {

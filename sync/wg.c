@@ -148,15 +148,6 @@ static bool mark_waiting(wg_impl *g)
     }
 }
 
-static void leave(wg_impl *g, braid__wnode *nd)
-{
-    braid__spin_lock(&g->lk);
-    braid__wq_remove(&g->q, nd);
-    if (braid__wq_empty(&g->q))
-        atomic_fetch_and_explicit(&g->state, ~WG_W, memory_order_relaxed);
-    braid__spin_unlock(&g->lk);
-}
-
 /* Wait for the counter to be zero. */
 BRAID_EXPORT int braid_wg_wait(braid_wg *pw, int64_t deadline)
 {
@@ -188,7 +179,7 @@ BRAID_EXPORT int braid_wg_wait(braid_wg *pw, int64_t deadline)
     braid__spin_unlock(&g->lk);
     int r = braid__waiter_wait(&w, deadline);
     if (r != 0)
-        leave(g, &nd);
+        braid__wq_leave(&g->lk, &g->q, &g->state, WG_W, &nd);
     return r;
 }
 
