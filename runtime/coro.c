@@ -159,17 +159,10 @@ static braid__coro_cache *my_cache(void)
     return w ? w->coros : NULL;
 }
 
-static braid__stack_cache *my_stacks(void)
-{
-    braid__worker *w = braid__worker_self();
-    return w ? w->stacks : NULL;
-}
-
 /* Ids come in blocks so that spawning on two workers shares no counter. */
 #define ID_BLOCK 1024
-static uint64_t new_id(void)
+static uint64_t new_id(braid__worker *w)
 {
-    braid__worker *w = braid__worker_self();
     if (!w)
         return atomic_fetch_add_explicit(&braid__rt.next_id, 1,
                                          memory_order_relaxed) + 1;
@@ -181,27 +174,31 @@ static uint64_t new_id(void)
     return w->id_next++;
 }
 
-/* Build a coroutine; not yet runnable.  NULL with *err set on failure. */
-static braid__coro *coro_new(void *(*fn)(void *), void *arg,
+/* Build a coroutine on the caller's worker w (NULL: a plain thread); not
+   yet runnable.  NULL with *err set on failure. */
+static braid__coro *coro_new(braid__worker *w, void *(*fn)(void *), void *arg,
                              const braid_attr *attr, unsigned flags, int *err)
 {
+    braid__stack_cache *stacks = w ? w->stacks : NULL;
     size_t size = braid__rt.stack_size;
     if (attr && attr->stack_size) size = braid__stack_round(attr->stack_size);
-    *err = braid__stack_reserve(my_stacks(), size);
+    *err = braid__stack_reserve(stacks, size);
     if (*err < 0) return NULL;
-    braid__coro *c = braid__coro_alloc(my_cache());
+    braid__coro *c = braid__coro_alloc(w ? w->coros : NULL);
     if (!c) {
-        braid__stack_unreserve(my_stacks(), size);
+        braid__stack_unreserve(stacks, size);
         *err = -ENOMEM;
         return NULL;
     }
+    /* Every field up to id is zeroed (ctx, link, stack, result, errno,
+       cancelled, ...); the rest is set one by one. */
     memset(c, 0, offsetof(braid__coro, id));
     c->stack_size = size;
     c->fn = fn;
     c->arg = arg;
     c->flags = flags;
     st_relaxed(&c->refs, (flags & CORO_DETACHED) ? 1 : 2);
-    c->id = new_id();
+    c->id = new_id(w);
     c->name = attr ? attr->name : NULL;
     c->lk = (braid__spin)BRAID__SPIN_INIT;
     c->done = false;
@@ -211,7 +208,6 @@ static braid__coro *coro_new(void *(*fn)(void *), void *arg,
     c->nocancel = 0;
     c->worker = -1;
     st_relaxed(&c->state, CORO_NEW);
-    braid__worker *w = braid__worker_self();
     if (w) st_relaxed(&w->spawned, ld_relaxed(&w->spawned) + 1);
     else add_relaxed(&braid__rt.foreign_spawned, 1);
     return c;
@@ -222,8 +218,9 @@ braid__coro *braid__coro_spawn(void *(*fn)(void *), void *arg,
 braid__coro *braid__coro_spawn(void *(*fn)(void *), void *arg,
                                const braid_attr *attr, unsigned flags, int *err)
 {
-    braid__coro *c = coro_new(fn, arg, attr, flags, err);
-    if (c) braid__sched_push(c);
+    braid__worker *w = braid__worker_self();
+    braid__coro *c = coro_new(w, fn, arg, attr, flags, err);
+    if (c) braid__sched_push(w, c);
     return c;
 }
 
@@ -263,13 +260,20 @@ void braid__coro_finish(braid__coro *c,
 void braid__coro_run(braid__coro *c);
 void braid__main_done(braid__coro *c);
 
-void braid__coro_unref(braid__coro *c)
+static void unref_on(braid__coro_cache *cache, braid__coro *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
-        braid__coro_free(my_cache(), c);
+        braid__coro_free(cache, c);
 }
 
-/* Deferred action of an exit: c is off its stack now. */
+void braid__coro_unref(braid__coro *c)
+{
+    unref_on(my_cache(), c);
+}
+
+/* Deferred action of an exit: c is off its stack now.  A coroutine
+   detached from its spawn holds the only reference (its handle may only
+   cancel itself, see braid_self), so it is recycled without an atomic. */
 static void exited(braid__worker *w, void *arg)
 {
     braid__coro *c = arg;
@@ -279,8 +283,11 @@ static void exited(braid__worker *w, void *arg)
     braid__stack_put(w->stacks, &c->stack);
     c->stack.lo = NULL;
     st_relaxed(&w->completed, ld_relaxed(&w->completed) + 1);
-    if (c->flags & CORO_MAIN) braid__main_done(c);
-    braid__coro_unref(c);
+    if (unlikely(c->flags & CORO_MAIN)) braid__main_done(c);
+    if (c->flags & CORO_DETACHED)
+        braid__coro_free(w->coros, c);
+    else
+        unref_on(w->coros, c);
 }
 
 /* Guarded stacks fault on overflow; unguarded ones are checked here (the
@@ -303,6 +310,9 @@ void braid__coro_run(braid__coro *c)
     else
         c->result = c->fn(c->arg);
     check_redzone(c);
+    st_relaxed(&c->state, CORO_DONE);
+    if (c->flags & CORO_DETACHED)       /* from its spawn: no joiner, ever */
+        braid__coro_finish(c, exited);
     /* Claim under lk: a joiner that timed out takes lk before it returns,
        so its waiter cannot vanish under our CAS. */
     braid__spin_lock(&c->lk);
@@ -311,7 +321,6 @@ void braid__coro_run(braid__coro *c)
     bool won = j && braid__waiter_claim(j, 0);
     braid__spin_unlock(&c->lk);
     if (won) braid__waiter_wake(j, NULL);
-    st_relaxed(&c->state, CORO_DONE);
     braid__coro_finish(c, exited);
 }
 

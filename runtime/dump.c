@@ -60,9 +60,11 @@ BRAID_EXPORT void braid_dump(FILE *out)
     for (unsigned i = 0; braid__rt.workers && i < braid__rt.nworkers; i++) {
         braid__worker *w = braid__rt.workers[i];
         braid__coro *cur = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
-        fprintf(out, "  worker %u: %s, runq %u, next %s, switches %llu\n", i,
+        fprintf(out, "  worker %u: %s, runq %u, spawns %lld, next %s, "
+                "switches %llu\n", i,
                 ld_relaxed(&w->idle) ? "idle" : cur ? "running" : "scheduling",
-                ck_ring_size(&w->ring), ld_relaxed(&w->next) ? "set" : "empty",
+                ck_ring_size(&w->ring), (long long)braid__deq_size(&w->spawns),
+                ld_relaxed(&w->next) ? "set" : "empty",
                 (unsigned long long)ld_relaxed(&w->switches));
     }
     braid__coro_each(one, &d);

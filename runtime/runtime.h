@@ -3,7 +3,8 @@
  *
  * Scheduler invariants (sched.c implements them):
  *  - A runnable coroutine is in exactly one place: a worker's next slot, a
- *    worker's ring, the global queue, a batch in flight, or being switched
+ *    worker's ring, a worker's spawn deque (only coroutines that never ran:
+ *    deque.h), the global queue, a batch in flight, or being switched
  *    to.  A coroutine is made runnable only after its switch-out completed
  *    (the deferred action of braid__park, the waiter's park handshake).
  *  - nspinning counts workers looking for work without being parked; a new
@@ -29,6 +30,7 @@
 #include "common.h"
 #include "context.h"
 #include "coro.h"
+#include "deque.h"
 #include "sched.h"
 #include "stack.h"
 
@@ -54,6 +56,11 @@ struct braid__worker {
     _Atomic(braid__coro *) next BRAID_ALIGNED; /* owner xchg; thief CAS */
     ck_ring_t ring BRAID_ALIGNED;  /* owner enqueues; anyone dequeues */
     ck_ring_buffer_t buf[RUNQ_SIZE];
+    braid__deque spawns;           /* owner pushes/takes; anyone steals */
+    /* Spawners held back while the deque drains (braid__sched_push): a
+       list through link; the owner pushes (CAS), the owner or the monitor
+       takes it whole (xchg). */
+    _Atomic(braid__coro *) held;
     /* Parking: park word 0 = asleep or running, 1 = woken (futex). */
     _Atomic uint32_t park BRAID_ALIGNED;
     struct braid__worker *idle_next;   /* rt.idle_lock */
@@ -111,8 +118,8 @@ extern struct braid__rt braid__rt;
 int  braid__sched_start(void);
 void braid__sched_stop(void);       /* joins the worker threads */
 void braid__sched_free(void);       /* after the I/O thread stopped */
-void braid__sched_push(braid__coro *c);     /* newly spawned */
-void braid__coro_start(braid__coro *c);     /* first run: stack + ctx */
+void braid__sched_push(braid__worker *w, braid__coro *c); /* new; w: caller's */
+void braid__coro_start(braid__worker *w, braid__coro *c); /* first run */
 uint64_t braid__sched_counter(size_t off);  /* sum a worker counter */
 bool braid__forked_child(void);
 

@@ -3,7 +3,9 @@
  *
  * Each worker owns a bounded ring (ck_ring, single producer = the owner,
  * many consumers = the owner and thieves) and a one-slot "next" for the
- * coroutine it readied last.  A global FIFO behind a spinlock takes spawns
+ * coroutine it readied last, plus a spawn deque (deque.h) for coroutines
+ * it spawned that never ran: the owner takes the newest, thieves the
+ * oldest, so fork-join trees are walked depth first.  A global FIFO behind a spinlock takes spawns
  * from plain threads, ring overflow (half the ring moves at once) and
  * batches from the I/O thread; a worker looks at it every GLOBAL_EVERY
  * ticks and whenever its own queues are empty.  Idle workers steal half of
@@ -174,6 +176,25 @@ static void runq_push_owner(braid__worker *w, braid__coro *c)
     gq_push_list(head, tail, n);
 }
 
+/* Queue c, which is runnable and not running, on w: one that never ran
+   goes to the spawn deque (depth first, deque.h), any other to the ring.
+   Owner only. */
+static void local_push(braid__worker *w, braid__coro *c)
+{
+    if (!c->stack.lo) {
+        braid__tsan_release(c);
+        if (likely(braid__deq_push(&w->spawns, c))) return;
+    }
+    runq_push_owner(w, c);
+}
+
+static braid__coro *deq_take(braid__worker *w)
+{
+    braid__coro *c = braid__deq_take(&w->spawns);
+    if (c) braid__tsan_acquire(c);
+    return c;
+}
+
 static braid__coro *runq_pop_owner(braid__worker *w)
 {
     braid__coro *c;
@@ -199,6 +220,16 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
             gq_push_list(c, c, 1);                      /* we were empty */
         }
     }
+    if (!first) {               /* then the oldest of its spawns */
+        int64_t m = braid__deq_size(&v->spawns);
+        m -= m / 2;
+        for (int64_t i = 0; i < m && i < RUNQ_SIZE / 4; i++) {
+            if (!(c = braid__deq_steal(&v->spawns))) break;
+            braid__tsan_acquire(c);
+            if (!first) { first = c; continue; }
+            local_push(w, c);
+        }
+    }
     if (!first && stuck) {
         c = ld_acquire(&v->next);
         if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
@@ -206,7 +237,8 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
             first = c;
         }
     }
-    if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring));
+    if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring) +
+                                (uint64_t)braid__deq_size(&w->spawns));
     return first;
 }
 
@@ -214,10 +246,21 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool stuck)
 static braid__coro *pick_local(braid__worker *w)
 {
     braid__coro *c;
+    if (unlikely(ld_relaxed(&w->held) != NULL) &&
+        braid__deq_size(&w->spawns) <= BRAID__DEQ_SIZE / 4 &&
+        (c = atomic_exchange_explicit(&w->held, NULL, memory_order_acquire))) {
+        while (c) {
+            braid__tsan_acquire(c);
+            braid__coro *nx = c->link;
+            runq_push_owner(w, c);
+            c = nx;
+        }
+    }
     if (unlikely(++w->tick % GLOBAL_EVERY == 0) &&
         ld_relaxed(&braid__rt.gq_n) && (c = gq_take(w, 1)))
         goto ran_other;
-    if (w->streak < NEXT_STREAK || ck_ring_size(&w->ring) == 0) {
+    if (w->streak < NEXT_STREAK ||
+        (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0)) {
         if (ld_relaxed(&w->next) &&
             (c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
             w->streak++;
@@ -225,7 +268,16 @@ static braid__coro *pick_local(braid__worker *w)
             return c;
         }
     }
-    if ((c = runq_pop_owner(w)) || (c = gq_take(w, RUNQ_SIZE / 2)))
+    /* Spawns that never ran go first (depth first), except every fourth
+       tick, when the ring does: a readied coroutine waits behind at most
+       three spawns at a time, however fast they come. */
+    if ((w->tick & 3) == 0) {
+        if ((c = runq_pop_owner(w)) || (c = deq_take(w)))
+            goto ran_other;
+    } else if ((c = deq_take(w)) || (c = runq_pop_owner(w))) {
+        goto ran_other;
+    }
+    if ((c = gq_take(w, RUNQ_SIZE / 2)))
         goto ran_other;
     if ((c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
         braid__tsan_acquire(c);
@@ -269,43 +321,76 @@ static void wakep(void)
     wake_worker(w);
 }
 
-void braid__ready(braid__coro *c)
+/* With one worker the caller is the only one who could take the work:
+   skip wakep and its fence. */
+static inline void wakep_local(void)
+{
+    if (braid__rt.nworkers > 1) wakep();
+}
+
+void braid__ready_on(braid__worker *w, braid__coro *c)
 {
     if (c->stack.lo) st_relaxed(&c->state, CORO_RUNNABLE);  /* else NEW */
-    braid__worker *w = braid__worker_self();
-    if (w && !w->cur) {         /* the idle context: it looks here next */
-        runq_push_owner(w, c);
-        return;
-    }
-    if (w) {
+    if (!w) {
         braid__tsan_release(c);
-        if (unlikely(braid__rt.chaos) && rnd(w) % 4 == 0) {
-            runq_push_owner(w, c);      /* chaos: bypass the next slot */
-            wakep();
-            return;
-        }
-        braid__coro *old = atomic_exchange_explicit(&w->next, c,
-                                                    memory_order_acq_rel);
-        if (!old) return;       /* runs as soon as we stop: no wake needed */
-        braid__tsan_acquire(old);
-        runq_push_owner(w, old);
+        gq_push_list(c, c, 1);
         wakep();
         return;
     }
+    if (!w->cur) {              /* the idle context: it looks here next */
+        local_push(w, c);
+        return;
+    }
     braid__tsan_release(c);
-    gq_push_list(c, c, 1);
-    wakep();
+    if (unlikely(braid__rt.chaos) && rnd(w) % 4 == 0) {
+        local_push(w, c);               /* chaos: bypass the next slot */
+        wakep_local();
+        return;
+    }
+    braid__coro *old = atomic_exchange_explicit(&w->next, c,
+                                                memory_order_acq_rel);
+    if (!old) return;           /* runs as soon as we stop: no wake needed */
+    braid__tsan_acquire(old);
+    local_push(w, old);
+    wakep_local();
+}
+
+void braid__ready(braid__coro *c)
+{
+    braid__ready_on(braid__worker_self(), c);
 }
 
 /* A new coroutine goes where braid__ready puts it.  Back-pressure: when
    the spawner's run queue is three-quarters full it yields, so a spawning
    loop runs its own children (objects and stacks stay hot on this worker,
    nothing spills to the global queue) while idle workers steal the rest. */
-void braid__sched_push(braid__coro *c)
+/* Held spawners form a list through link, pushed by the owner and taken
+   whole (xchg) by the owner or the monitor. */
+static void hold(braid__worker *w, void *arg)
 {
-    braid__ready(c);
-    braid__worker *w = braid__worker_self();
-    if (w && w->cur && ck_ring_size(&w->ring) >= RUNQ_SIZE * 3 / 4)
+    braid__coro *c = arg;
+    st_relaxed(&c->state, CORO_RUNNABLE);
+    braid__coro *h = ld_relaxed(&w->held);
+    do {
+        c->link = h;
+        braid__tsan_release(c);
+    } while (!atomic_compare_exchange_weak_explicit(&w->held, &h, c,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+void braid__sched_push(braid__worker *w, braid__coro *c)
+{
+    braid__ready_on(w, c);
+    if (!w || !w->cur) return;
+    if (braid__deq_size(&w->spawns) >= BRAID__DEQ_SIZE * 3 / 4) {
+        /* Sit out until the deque is down to a quarter (pick_local lets
+           the spawner go): requeued at once, it would come back after
+           three spawns (the ring's turn) and yield again. */
+        braid__park(hold, w->cur);
+        return;
+    }
+    if (ck_ring_size(&w->ring) >= RUNQ_SIZE * 3 / 4)
         braid_yield();
 }
 
@@ -399,9 +484,8 @@ static void check_stack(braid__coro *c)
 static void coro_entry(void *arg);
 
 /* Give c its stack and initial frame before its first run. */
-void braid__coro_start(braid__coro *c)
+void braid__coro_start(braid__worker *w, braid__coro *c)
 {
-    braid__worker *w = braid__worker_self();
     braid__stack_get(w->stacks, c->stack_size, &c->stack);
 #ifdef BRAID_ASAN
     /* A recycled stack keeps the poison of frames that never returned. */
@@ -420,7 +504,7 @@ static void switch_away(braid__worker *w, braid__coro *me, bool dying)
     me->saved_errno = *w->errno_ptr;
     braid__coro *to = pick_local(w);
     if (to && !to->stack.lo)
-        braid__coro_start(to);
+        braid__coro_start(w, to);
     __atomic_store_n(&w->cur, to, __ATOMIC_RELAXED);   /* braid_dump reads it */
     if (to) st_relaxed(&to->state, CORO_RUNNING);
     switch_ctx(w, me, to, dying);
@@ -452,7 +536,7 @@ void braid_yield(void)
         return;
     }
     if (!ld_relaxed(&w->next) && ck_ring_size(&w->ring) == 0 &&
-        ld_relaxed(&braid__rt.gq_n) == 0)
+        braid__deq_size(&w->spawns) == 0 && ld_relaxed(&braid__rt.gq_n) == 0)
         return;                 /* nothing else to run here */
     /* Let the ring go first, and move the next slot behind it too: two
        coroutines yielding in turn must not starve one readied meanwhile. */
@@ -460,7 +544,7 @@ void braid_yield(void)
         ? atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel) : NULL;
     if (nx) {
         braid__tsan_acquire(nx);
-        runq_push_owner(w, nx);
+        local_push(w, nx);
     }
     w->streak = NEXT_STREAK;
     braid__park(requeue, me);
@@ -500,7 +584,9 @@ static bool any_work(void)
     if (ld_relaxed(&braid__rt.gq_n)) return true;
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
-        if (ck_ring_size(&v->ring) || ld_relaxed(&v->next)) return true;
+        if (ck_ring_size(&v->ring) || ld_relaxed(&v->next) ||
+            braid__deq_size(&v->spawns) || ld_relaxed(&v->held))
+            return true;
     }
     return false;
 }
@@ -693,7 +779,7 @@ static void *worker_main(void *arg)
     for (;;) {
         braid__coro *c = find_runnable(w);
         if (!c) break;
-        if (!c->stack.lo) braid__coro_start(c);
+        if (!c->stack.lo) braid__coro_start(w, c);
         st_relaxed(&c->state, CORO_RUNNING);
         __atomic_store_n(&w->cur, c, __ATOMIC_RELAXED);
         switch_ctx(w, NULL, c, false);
@@ -737,6 +823,8 @@ static int worker_new(unsigned id, braid__worker **out)
     w->rng = 0x9E3779B97F4A7C15ULL * (id + 1) ^
              (braid__rt.chaos ? braid__rt.chaos : (uint64_t)braid_now());
     ck_ring_init(&w->ring, RUNQ_SIZE);
+    atomic_init(&w->spawns.top, 0);
+    atomic_init(&w->spawns.bottom, 0);
     w->stacks = braid__stack_cache_new(braid__rt.stack_size);
     w->coros = braid__coro_cache_new();
     w->altstack = malloc(SIGSTKSZ * 4);
@@ -839,11 +927,25 @@ static size_t drain_stuck(braid__worker *v, braid__batch *b)
         braid__batch_add(b, c);
         n++;
     }
+    while (braid__deq_size(&v->spawns) &&
+           (c = braid__deq_steal(&v->spawns))) {
+        braid__tsan_acquire(c);
+        braid__batch_add(b, c);
+        n++;
+    }
     c = ld_acquire(&v->next);
     if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
         braid__tsan_acquire(c);
         braid__batch_add(b, c);
         n++;
+    }
+    c = ld_relaxed(&v->held) ? atomic_exchange(&v->held, NULL) : NULL;
+    while (c) {
+        braid__tsan_acquire(c);
+        braid__coro *nx = c->link;
+        braid__batch_add(b, c);
+        n++;
+        c = nx;
     }
     return n;
 }

@@ -30,6 +30,8 @@ braid__worker *braid__worker_self(void);
    global queue, waking a parked worker if none is spinning.  c must be
    parked (its switch-out has completed), see braid__waiter_wake. */
 void braid__ready(braid__coro *c);
+/* The same, for a caller that knows its worker w (NULL: a plain thread). */
+void braid__ready_on(braid__worker *w, braid__coro *c);
 
 /* Append c to b; make them runnable with braid__ready_batch (one push to
    the global queue, waking at most as many workers as needed). */

@@ -36,6 +36,9 @@
 #ifdef HAVE_VALGRIND_VALGRIND_H
 #include <valgrind/valgrind.h>
 #endif
+#ifdef BRAID_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define PAGE 4096u
 #define MAXPOOLS 32
@@ -363,6 +366,12 @@ void braid__stacks_release_all(void)
     braid__spin_lock(&S.lock);
     for (slab *sl = S.slabs, *nx; sl; sl = nx) {
         nx = sl->next;
+#ifdef BRAID_ASAN
+        /* Frames of coroutines abandoned by braid_run leave redzones in
+           the shadow; the next mapping at these addresses must not
+           inherit them. */
+        __asan_unpoison_memory_region(sl->base, sl->len);
+#endif
         munmap(sl->base, sl->len);
         free(sl);
     }

@@ -1,11 +1,18 @@
 ## Runtime core suites.
-check_PROGRAMS += tests/check_context tests/check_runtime tests/check_api
-TESTS += tests/check_context tests/check_runtime tests/check_api
+check_PROGRAMS += tests/check_context tests/check_deque tests/check_runtime \
+	tests/check_api
+TESTS += tests/check_context tests/check_deque tests/check_runtime \
+	tests/check_api
 
 # The register switch alone, no scheduler.
 tests_check_context_SOURCES = tests/check_context.c
 tests_check_context_CFLAGS = $(TEST_CFLAGS)
 tests_check_context_LDADD = libbraid_core.la $(CHECK_LIBS) -lm
+
+# The spawn deque alone (header only), owner against two thieves.
+tests_check_deque_SOURCES = tests/check_deque.c
+tests_check_deque_CFLAGS = $(TEST_CFLAGS)
+tests_check_deque_LDADD = $(CHECK_LIBS) -lpthread
 
 tests_check_runtime_SOURCES = tests/check_runtime.c
 tests_check_runtime_CFLAGS = $(TEST_CFLAGS)
