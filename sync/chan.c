@@ -326,6 +326,44 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
 
 /* ---- public calls ------------------------------------------------------- */
 
+/* Copy one element; the common small sizes as plain moves (no call). */
+static inline void elem_copy(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
+/* The steady state of a buffered channel, under ch->lock: nobody waits on
+   the other side and the element fits the current segment without a
+   segment change.  Everything else takes the general path. */
+static inline bool fast_send(braid__chan *ch, const braid_tx *tx,
+                             const void *elem)
+{
+    if (unlikely(tx->closed || !ch->rx_open || ch->recvq.head ||
+                 ch->count >= ch->cap || !ch->tail ||
+                 ch->tidx >= ch->tail->len))
+        return false;
+    elem_copy(slot(ch, ch->tail, ch->tidx), elem, ch->elem_size);
+    ch->tidx++;
+    ch->count++;
+    return true;
+}
+
+static inline bool fast_recv(braid__chan *ch, const braid_rx *rx, void *elem)
+{
+    if (unlikely(rx->closed || ch->count < 2 || ch->sendq.head || !elem ||
+                 ch->hidx + 1 >= ch->head->len))
+        return false;
+    elem_copy(elem, slot(ch, ch->head, ch->hidx), ch->elem_size);
+    ch->hidx++;
+    ch->count--;
+    return true;
+}
+
 BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
 {
     BRAID__FORK_GUARD();
@@ -334,6 +372,10 @@ BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
     braid__chan *ch = tx->ch;
     braid__waiter *wake = NULL;
     braid__spin_lock(&ch->lock);
+    if (ch->seg_min && fast_send(ch, tx, elem)) {
+        braid__spin_unlock(&ch->lock);
+        return 0;
+    }
     int r = tx->closed ? -EBADF : braid__chan_try_send(ch, elem, &wake);
     if (r == 0)
         return block(ch, (void *)elem, tx, true, deadline);
@@ -353,6 +395,10 @@ BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
     braid__chan *ch = rx->ch;
     braid__waiter *wake = NULL;
     braid__spin_lock(&ch->lock);
+    if (ch->seg_min && fast_recv(ch, rx, elem)) {
+        braid__spin_unlock(&ch->lock);
+        return 0;
+    }
     int r = rx->closed ? -EBADF : braid__chan_try_recv(ch, elem, &wake);
     if (r == 0)
         return block(ch, elem, rx, false, deadline);

@@ -103,6 +103,16 @@ static inline void bench_run(unsigned workers, void (*main_fn)(void *),
     memset(&cfg, 0, sizeof cfg);
     cfg.workers = workers;
     BENCH_TRY(braid_run(&cfg, main_fn, arg));
+    if (getenv("BENCH_STATS")) {    /* the runtime's counters, to stderr */
+        braid_stats s;
+        braid_stats_get(&s);
+        fprintf(stderr, "stats: switches %llu steals %llu parks %llu "
+                "global_pushes %llu polls %llu\n",
+                (unsigned long long)s.switches, (unsigned long long)s.steals,
+                (unsigned long long)s.parks,
+                (unsigned long long)s.global_pushes,
+                (unsigned long long)s.polls);
+    }
 }
 
 static inline const char *bench_check_str(int ok)
