@@ -39,7 +39,11 @@ void braid__waiter_wake(braid__waiter *w, braid__batch *b)
         return;
     }
     braid__tsan_release(&w->park);
-    if (atomic_exchange_explicit(&w->park, 2, memory_order_acq_rel) != 1)
+    /* Parked already (1): only the claim's winner, us, moves the word
+       from there, so a load tells; the exchange is for the race with a
+       coroutine that is still on its way to park (0). */
+    if (ld_acquire(&w->park) != 1 &&
+        atomic_exchange_explicit(&w->park, 2, memory_order_acq_rel) != 1)
         return;                 /* not parked yet: it readies itself */
     if (b) braid__batch_add(b, c);
     else braid__ready(c);

@@ -16,7 +16,9 @@
  * waiting coroutine switches away and, once off its stack, CASes 0 -> 1;
  * the waker exchanges in 2 and readies the coroutine only if it saw 1.  If
  * the waker came first (saw 0), the parking side sees 2 and readies itself.
- * So a coroutine is never made runnable while it still runs.  Threads
+ * So a coroutine is never made runnable while it still runs.  A waker
+ * that loads 1 skips the exchange: only the winner of the claim moves the
+ * word on from 1, so nothing can race with it there.  Threads
  * sleep on the same word with a futex.  The exchange is acq_rel: what the
  * waker wrote before waking is visible to the woken party.
  *

@@ -21,8 +21,14 @@
  *    the senders with -EPIPE and drops the buffer).
  *  - tx_open == 0  =>  recvq empty (last tx close evicts the receivers with
  *    -EPIPE; the buffer is then empty by the first invariant).
- *  - refs == tx_open + rx_open + nodes enqueued and not yet cleaned up by
- *    their owner.  Whoever drops refs to 0 frees the channel.
+ *  - refs == tx_open + rx_open + pins.  A node is pinned from its enqueue
+ *    until either a party that wins its waiter's claim through it unlinks
+ *    it (that party drops the pin: the woken waiter never touches the
+ *    channel again), or its own waiter leaves (braid__chan_leave: timed
+ *    out, cancelled, or a select case that did not fire).  A party that
+ *    unlinks a node but loses the claim leaves the pin to the waiter.
+ *    refs changes only under ch->lock; whoever drops it to 0 frees the
+ *    channel after unlocking (nothing can reach it any more).
  *
  * Hand-off (Go's chan.go): a sender that finds a waiting receiver copies
  * its element straight into node->elem; a receiver on a full buffer takes
@@ -37,8 +43,8 @@
  * Close: the closer takes ch->lock, unlinks and claims every node that
  * came through the closing handle (node->data) with -EBADF, and when it
  * closes the last handle of its side, every node of the other side with
- * -EPIPE.  Woken peers never touch their (freed) handle again: they hold
- * the channel through their pin.
+ * -EPIPE.  Woken peers never touch their (freed) handle again, nor the
+ * channel: the closer dropped their pins.
  *
  * Lock discipline: ch->lock is a spinlock held for a few loads, stores
  * and one element copy; nothing blocks or allocates beyond a segment under
@@ -46,13 +52,11 @@
  * order.  Lock order: ch->lock < coro->lk < timer and run-queue locks (the
  * waiter takes those when claimed or woken under ch->lock).
  *
- * Ordering: everything but refs is protected by ch->lock.  The claim CAS
- * (acq_rel) decides who owns the waiter; the copy follows it and the wake
- * exchange (acq_rel) publishes the copy to the woken party.  A waiter
- * decided through its node by a channel party finds that node already
- * unlinked (the party unlinked it before the wake) and skips the lock.
- * refs: increments happen while the caller holds a reference (relaxed);
- * decrements are acq_rel so the freeing party sees every earlier use.
+ * Ordering: everything, refs included, is protected by ch->lock.  The
+ * claim CAS (acq_rel) decides who owns the waiter; the copy follows it and
+ * the wake publishes the copy to the woken party.  A waiter decided
+ * through its node by a channel party finds that node already unlinked
+ * and its pin dropped, and skips the lock.
  */
 #include "../runtime/common.h"
 #include "chan.h"
@@ -222,14 +226,16 @@ static void buf_drop(braid__chan *ch)
 
 /* Pop nodes off q until one whose waiter this caller wins (outcome: that
    node's index, OK); NULL if none.  ch->lock held. */
-static braid__wnode *claim_first(braid__wlist *q)
+static braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
 {
     braid__wnode *n;
 
     while ((n = braid__wlist_pop(q)))
         if (braid__waiter_claim(n->w, braid__chan_outcome(n->index,
-                                                          BRAID__CHAN_OK)))
+                                                          BRAID__CHAN_OK))) {
+            ch->refs--;         /* its pin: the waiter will not come back */
             return n;
+        }
     return NULL;
 }
 
@@ -238,7 +244,7 @@ int braid__chan_try_send(braid__chan *ch, const void *elem,
 {
     if (ch->rx_open == 0)
         return -EPIPE;
-    braid__wnode *n = claim_first(&ch->recvq);
+    braid__wnode *n = claim_first(ch, &ch->recvq);
     if (n) {                            /* straight into the receiver */
         if (n->elem && ch->elem_size)
             memcpy(n->elem, elem, ch->elem_size);
@@ -260,13 +266,13 @@ int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
         /* A slot is free: pull the first waiting sender into the tail.  On
            out of memory it stays queued for the next receiver. */
         if (ch->sendq.head && buf_reserve(ch) &&
-            (n = claim_first(&ch->sendq))) {
+            (n = claim_first(ch, &ch->sendq))) {
             buf_push(ch, n->elem);
             *wake = n->w;
         }
         return 1;
     }
-    if ((n = claim_first(&ch->sendq))) {  /* cap 0: straight from it */
+    if ((n = claim_first(ch, &ch->sendq))) {  /* cap 0: straight from it */
         if (elem && ch->elem_size)
             memcpy(elem, n->elem, ch->elem_size);
         *wake = n->w;
@@ -280,22 +286,23 @@ int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
 void braid__chan_enqueue(braid__chan *ch, braid__wnode *node, bool send)
 {
     braid__wlist_push(send ? &ch->sendq : &ch->recvq, node);
-    atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    ch->refs++;
 }
 
-void braid__chan_unlink(braid__chan *ch, braid__wnode *node, bool send)
+static void chan_free(braid__chan *ch)
+{
+    buf_drop(ch);
+    free(ch);
+}
+
+void braid__chan_leave(braid__chan *ch, braid__wnode *node, bool send)
 {
     braid__spin_lock(&ch->lock);
     braid__wlist_remove(send ? &ch->sendq : &ch->recvq, node);
+    bool last = --ch->refs == 0;
     braid__spin_unlock(&ch->lock);
-}
-
-void braid__chan_unref(braid__chan *ch)
-{
-    if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    buf_drop(ch);
-    free(ch);
+    if (last)
+        chan_free(ch);
 }
 
 /* Block the caller on ch (locked; unlocked on return) until a peer, a
@@ -318,9 +325,8 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
     braid__chaos_point();       /* a peer may decide us before we park */
 
     r = braid__waiter_wait(&w, deadline);
-    if (r < 0)                  /* timed out or cancelled: still linked? */
-        braid__chan_unlink(ch, &node, send);
-    braid__chan_unref(ch);
+    if (r < 0)                  /* timed out or cancelled: our pin is ours */
+        braid__chan_leave(ch, &node, send);
     return r < 0 ? r : braid__chan_result(r);
 }
 
@@ -442,7 +448,7 @@ BRAID_EXPORT int braid_chan_open(braid_tx **tx, braid_rx **rx,
     ch->cap = capacity;
     ch->seg_min = seg_min_for(elem_size, capacity);
     ch->tx_open = ch->rx_open = 1;
-    atomic_init(&ch->refs, 2);
+    ch->refs = 2;
     *t = (braid_tx){ .ch = ch };
     *r = (braid_rx){ .ch = ch };
     *tx = t;
@@ -461,7 +467,7 @@ static int clone_handle(braid__chan *ch, const bool *closed, size_t *open)
         r = -EBADF;
     } else {
         (*open)++;
-        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+        ch->refs++;
     }
     braid__spin_unlock(&ch->lock);
     return r;
@@ -505,8 +511,8 @@ BRAID_EXPORT int braid_rx_clone(braid_rx *rx, braid_rx **out)
 
 /* Unlink and decide every node of q that came through handle (NULL: all
    of them) with kind; the woken go into b.  ch->lock held. */
-static void evict(braid__wlist *q, const void *handle, int kind,
-                  braid__batch *b)
+static void evict(braid__chan *ch, braid__wlist *q, const void *handle,
+                  int kind, braid__batch *b)
 {
     braid__wnode *n, *next;
 
@@ -515,19 +521,24 @@ static void evict(braid__wlist *q, const void *handle, int kind,
         if (handle && n->data != (uintptr_t)handle)
             continue;
         braid__wlist_remove(q, n);
-        if (braid__waiter_claim(n->w, braid__chan_outcome(n->index, kind)))
+        if (braid__waiter_claim(n->w, braid__chan_outcome(n->index, kind))) {
+            ch->refs--;         /* its pin (see the invariants) */
             braid__waiter_wake(n->w, b);
+        }
     }
 }
 
-/* The common end of both closes: wake what was evicted, drop the handle's
-   reference. */
+/* The common end of both closes, ch->lock held: drop the handle's
+   reference, unlock, wake what was evicted, free what is unreachable. */
 static int close_finish(braid__chan *ch, braid__batch *b, void *handle)
 {
+    bool last = --ch->refs == 0;
+    braid__spin_unlock(&ch->lock);
     if (b->n)
         braid__ready_batch(b);
     free(handle);
-    braid__chan_unref(ch);
+    if (last)
+        chan_free(ch);
     return 0;
 }
 
@@ -541,10 +552,9 @@ BRAID_EXPORT int braid_tx_close(braid_tx *tx)
     braid__spin_lock(&ch->lock);
     tx->closed = true;
     ch->tx_open--;
-    evict(&ch->sendq, tx, BRAID__CHAN_BADF, &b);
+    evict(ch, &ch->sendq, tx, BRAID__CHAN_BADF, &b);
     if (ch->tx_open == 0)               /* EOF for the waiting receivers */
-        evict(&ch->recvq, NULL, BRAID__CHAN_PIPE, &b);
-    braid__spin_unlock(&ch->lock);
+        evict(ch, &ch->recvq, NULL, BRAID__CHAN_PIPE, &b);
     return close_finish(ch, &b, tx);
 }
 
@@ -558,12 +568,11 @@ BRAID_EXPORT int braid_rx_close(braid_rx *rx)
     braid__spin_lock(&ch->lock);
     rx->closed = true;
     ch->rx_open--;
-    evict(&ch->recvq, rx, BRAID__CHAN_BADF, &b);
+    evict(ch, &ch->recvq, rx, BRAID__CHAN_BADF, &b);
     if (ch->rx_open == 0) {             /* nobody will ever read these */
-        evict(&ch->sendq, NULL, BRAID__CHAN_PIPE, &b);
+        evict(ch, &ch->sendq, NULL, BRAID__CHAN_PIPE, &b);
         buf_drop(ch);
     }
-    braid__spin_unlock(&ch->lock);
     return close_finish(ch, &b, rx);
 }
 

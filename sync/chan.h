@@ -69,7 +69,7 @@ typedef struct braid__chan {
                                   buffer (may be NULL), node->data the
                                   braid_rx */
     size_t tx_open, rx_open;   /* lock: live handles of each side */
-    _Atomic size_t refs;       /* live handles + pinned wait-list nodes;
+    size_t refs;               /* lock: live handles + pinned wait-list nodes;
                                   the channel is freed at 0 */
 } braid__chan;
 
@@ -90,14 +90,11 @@ int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake);
    reference).  ch->lock held. */
 void braid__chan_enqueue(braid__chan *ch, braid__wnode *node, bool send);
 
-/* Unlink node if it is still linked.  Takes ch->lock.  Needed unless a
-   channel party decided the waiter through this very node (it unlinked
-   the node before claiming). */
-void braid__chan_unlink(braid__chan *ch, braid__wnode *node, bool send);
-
-/* Drop a reference (a pin or a handle); frees ch at zero.  ch->lock must
-   not be held; ch must not be used afterwards. */
-void braid__chan_unref(braid__chan *ch);
+/* The waiter of node leaves ch: unlink node if it is still linked and
+   drop its pin, freeing ch if that was the last reference.  Takes
+   ch->lock.  Not for a node a channel party decided the waiter through:
+   that party unlinked it and dropped the pin, and ch may be gone. */
+void braid__chan_leave(braid__chan *ch, braid__wnode *node, bool send);
 
 /* A deadline that means "try once": anything but BRAID_FOREVER that is
    not in the future. */

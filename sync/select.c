@@ -12,9 +12,10 @@
  *    the waiter first (a peer, a closer, the deadline, a cancel) decides the
  *    outcome; the claim carries the case index, so exactly one case takes
  *    effect, and a peer that loses the claim skips (and unlinks) our node.
- * 4. After waking, unlink every node still linked (each under its own
- *    channel's lock; the winning node was unlinked by the winner) and drop
- *    the pins that kept the channels alive while we slept.
+ * 4. After waking, leave every channel but the one whose party decided
+ *    us (each under its own channel's lock: unlink the node if still
+ *    linked, drop the pin that kept the channel alive while we slept);
+ *    the deciding party unlinked the winning node and dropped its pin.
  *
  * Locks: several channel locks are held at once only here, always in
  * address order, so two selects (or a select and a close, which holds one
@@ -181,9 +182,10 @@ static void enqueue_all(sel *s, braid__waiter *w)
     }
 }
 
-/* Step 4: unlink what is still linked (not the node a channel party
-   decided us through: it unlinked that one) and drop the pins.  The
-   handles may be closed and freed by now; only s->chans is used. */
+/* Step 4: leave every channel (unlink what is still linked, drop the
+   pins), except through the node a channel party decided us by: it
+   unlinked that one and dropped its pin.  The handles may be closed and
+   freed by now; only s->chans is used. */
 static void dequeue_all(sel *s, int outcome)
 {
     int won = outcome >= 0 ? (outcome & BRAID__CHAN_IDX_MASK) : -1;
@@ -191,9 +193,8 @@ static void dequeue_all(sel *s, int outcome)
     for (size_t k = 0; k < s->m; k++) {
         uint32_t i = s->poll[k];
         if ((int)i != won)
-            braid__chan_unlink(s->chans[i], &s->nodes[i],
-                               s->cases[i].op == BRAID_SEND);
-        braid__chan_unref(s->chans[i]);
+            braid__chan_leave(s->chans[i], &s->nodes[i],
+                              s->cases[i].op == BRAID_SEND);
     }
 }
 

@@ -19,7 +19,8 @@
  *
  * Which C each piece stands for:
  *   claim            braid__waiter_claim (the CAS on w->state)
- *   wake             braid__waiter_wake with b == NULL (exchange park <- 2;
+ *   wake             braid__waiter_wake with b == NULL (load park: 1 means
+ *                    braid__ready at once; else exchange park <- 2 and
  *                    braid__ready if it saw 1; a thread: futex wake)
  *   wake_batch       braid__waiter_wake with a batch (evict, on_timer); the
  *                    batch is readied by braid__ready_batch afterwards
@@ -146,18 +147,24 @@ inline claim(w, oc) {
     fi
 }
 
-/* The winner's wake: exchange park <- 2; ready the coroutine if it saw 1
+/* The winner's wake: a load first; 1 (parked) means ready the coroutine
+   with no store, since nobody else moves the word from 1.  Otherwise, in
+   a later step, exchange park <- 2 and ready the coroutine if that saw 1
    (a thread waiter never stores 1: it sleeps on the futex until 2). */
 inline wake(w) {
-    d_step {
-        assert(wstate[w] != DEAD && wstate[w] != WAITING && claimer[w] == _pid);
-        wakes[w]++; assert(wakes[w] == 1);
-        if
-        :: park[w] == 1 -> assert(!runnable[w]); runnable[w] = 1
-        :: else
-        fi;
-        park[w] = 2
-    }
+    assert(wstate[w] != DEAD && wstate[w] != WAITING && claimer[w] == _pid);
+    wakes[w]++; assert(wakes[w] == 1);
+    if
+    :: park[w] == 1 -> assert(!runnable[w]); runnable[w] = 1
+    :: else ->
+        d_step {
+            if
+            :: park[w] == 1 -> assert(!runnable[w]); runnable[w] = 1
+            :: else
+            fi;
+            park[w] = 2
+        }
+    fi
 }
 
 /* The same inside a lock section, the coroutine going to the batch bm. */
