@@ -4,6 +4,7 @@
 #include "common.h"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,27 @@ void braid__futex_wake(_Atomic uint32_t *w, int n)
 {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
             NULL, NULL, 0);
+}
+
+bool braid__asym;
+
+void braid__asym_init(void)
+{
+#ifndef BRAID_TSAN
+    static _Atomic int done;
+    if (atomic_exchange(&done, 1)) return;
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                0, 0) == 0)
+        braid__asym = true;
+#endif
+}
+
+void braid__asym_heavy(void)
+{
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        braid__panic("membarrier failed after registration: errno %d", errno);
 }
 
 void braid__panic(const char *fmt, ...)

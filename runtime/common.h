@@ -80,6 +80,20 @@ static inline void braid__spin_unlock(braid__spin *l)
 /* Futex on a 32-bit word; private to the process.  wait returns when *w !=
    val, on a wake, or spuriously; the caller loops. */
 int  braid__futex_wait(_Atomic uint32_t *w, uint32_t val, int64_t deadline);
+
+/* Asymmetric fences (Linux membarrier): a hot path that would need a full
+   fence only against a rare path pays a compiler barrier
+   (braid__asym_light), and the rare path makes every thread of the
+   process execute a full fence (braid__asym_heavy, a system call).  Used
+   only while braid__asym is true: braid__asym_init registered the process
+   (Linux >= 4.14; not under ThreadSanitizer, which cannot see it). */
+extern bool braid__asym;
+void braid__asym_init(void);
+void braid__asym_heavy(void);
+static inline void braid__asym_light(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+}
 void braid__futex_wake(_Atomic uint32_t *w, int n);
 
 /* Sanitizer hand-off annotations.  TSan runs fibers in no-sync mode, so a

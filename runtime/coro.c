@@ -202,7 +202,8 @@ static braid__coro *coro_new(braid__worker *w, void *(*fn)(void *), void *arg,
     c->name = attr ? attr->name : NULL;
     c->lk = (braid__spin)BRAID__SPIN_INIT;
     c->done = false;
-    c->waiter = c->joiner = NULL;
+    st_relaxed(&c->waiter, NULL);
+    c->joiner = NULL;
     c->since = 0;
     c->ticks = 0;
     c->nocancel = 0;
@@ -376,7 +377,9 @@ BRAID_EXPORT int braid_cancel(braid_task *t)
     BRAID__FORK_GUARD();
     atomic_store(&c->cancelled, 1);
     braid__spin_lock(&c->lk);
-    braid__waiter *w = c->waiter;
+    if (braid__asym)            /* pairs with the light side in waiter.c */
+        braid__asym_heavy();
+    braid__waiter *w = ld_relaxed(&c->waiter);
     bool won = w && braid__waiter_claim(w, -ECANCELED);
     braid__spin_unlock(&c->lk);
     if (won) braid__waiter_wake(w, NULL);

@@ -49,7 +49,8 @@ typedef struct braid__coro {
     const char *name;            /* immutable */
     braid__spin lk;              /* protects waiter, joiner, done */
     bool done;                   /* lk */
-    braid__waiter *waiter;       /* lk: current blocking wait, for cancel */
+    _Atomic(braid__waiter *) waiter; /* current cancellable wait: see
+                                    waiter.c for who writes it, and how */
     braid__waiter *joiner;       /* lk: the braid_join waiting for us */
     int64_t since;               /* (owner) when the current wait began */
     const char *wait_what;       /* (owner) what it waits for, for dumps */

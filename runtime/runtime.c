@@ -140,6 +140,7 @@ static void teardown(void)
 
 static int start(void (*main_fn)(void *), main_args *m)
 {
+    braid__asym_init();         /* once per process: see common.h */
     int r = braid__timers_init(braid__rt.nworkers + 1);
     if (r < 0) return r;
     if ((r = braid__sched_start()) < 0) {

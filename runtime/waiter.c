@@ -2,11 +2,20 @@
  * waiter.c - the parking primitive (contract and states in waiter.h).
  *
  * Cancellation: braid_cancel sets coro->cancelled, then, under coro->lk,
- * claims coro->waiter.  The waiting side publishes coro->waiter under lk
- * before it checks the flag and clears it under lk before it returns, so
- * a canceller never touches a waiter that is gone, and a cancel that lands
- * between the check and the park is still seen (it claims the published
- * waiter).
+ * claims coro->waiter.  The waiting side publishes coro->waiter before it
+ * checks the flag and clears it before it returns, so a canceller never
+ * touches a waiter that is gone, and a cancel that lands between the
+ * check and the park is still seen (it claims the published waiter).
+ * Two ways to get the ordering, both a store followed by a load on each
+ * side (Dekker):
+ *  - braid__asym (membarrier available): the waiter stores and loads with
+ *    only a compiler barrier between; the canceller, holding lk, runs
+ *    braid__asym_heavy before it loads coro->waiter.  Publish: either the
+ *    waiter sees cancelled, or the canceller sees the waiter.  Clear: the
+ *    waiter stores NULL, then waits until lk is free; either the canceller
+ *    sees NULL, or the waiter sees lk held and waits for the canceller to
+ *    finish with it.  A wait costs no atomic instruction for this.
+ *  - otherwise: publish and clear under lk.
  *
  * Timers: a coroutine with a deadline arms w->timer (its callback claims
  * -ETIMEDOUT); braid__timer_stop on the way out guarantees the callback is
@@ -125,10 +134,15 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     bool mine = false, armed = false;
     bool cancellable = me && !w->nocancel && !me->nocancel;
     if (cancellable) {
-        braid__spin_lock(&me->lk);
-        me->waiter = w;
-        braid__spin_unlock(&me->lk);
-        if (atomic_load(&me->cancelled))
+        if (braid__asym) {
+            st_relaxed(&me->waiter, w);
+            braid__asym_light();
+        } else {
+            braid__spin_lock(&me->lk);
+            st_relaxed(&me->waiter, w);
+            braid__spin_unlock(&me->lk);
+        }
+        if (ld_relaxed(&me->cancelled))
             mine = braid__waiter_claim(w, -ECANCELED);
     }
     if (!mine && deadline >= 0 && deadline <= braid_now())
@@ -152,9 +166,16 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
         braid__source_del();
     }
     if (cancellable) {
-        braid__spin_lock(&me->lk);
-        me->waiter = NULL;
-        braid__spin_unlock(&me->lk);
+        if (braid__asym) {
+            st_relaxed(&me->waiter, NULL);
+            braid__asym_light();
+            while (ld_acquire(&me->lk.v))   /* a canceller may hold w */
+                braid__cpu_relax();
+        } else {
+            braid__spin_lock(&me->lk);
+            st_relaxed(&me->waiter, NULL);
+            braid__spin_unlock(&me->lk);
+        }
     }
     if (me) __atomic_store_n(&me->wait_what, NULL, __ATOMIC_RELAXED);
     return ld_acquire(&w->state);
