@@ -23,7 +23,10 @@
  *          load, CAS on top (seq_cst); a thief whose CAS fails read a slot
  *          the owner may since have reused, and drops what it read.
  * The owner never overwrites slot t while a thief can still win a CAS on
- * top == t: push refuses when bottom - top == BRAID__DEQ_SIZE.
+ * top == t: push refuses when bottom - top == BRAID__DEQ_SIZE, judged from
+ * top_seen, an older value of top and so never an overestimate.  (The
+ * acquire load of top in that case orders the thief's read of the old
+ * slot before the owner's new write to it.)
  * ThreadSanitizer does not model fences: the coroutine handed over is
  * released/acquired explicitly by the caller (sched.c).
  */
@@ -37,6 +40,9 @@
 typedef struct braid__deque {
     _Atomic int64_t top BRAID_ALIGNED;
     _Atomic int64_t bottom BRAID_ALIGNED;
+    int64_t top_seen;          /* owner only: a top it read (top only grows,
+                                  so a lower bound); push reads the shared
+                                  line only when this one says "full" */
     _Atomic(void *) slot[BRAID__DEQ_SIZE];
 } braid__deque;
 
@@ -57,8 +63,10 @@ static inline int64_t braid__deq_size(braid__deque *d)
 static inline bool braid__deq_push(braid__deque *d, void *x)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-    if (b - t >= BRAID__DEQ_SIZE) return false;
+    if (b - d->top_seen >= BRAID__DEQ_SIZE) {
+        d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+        if (b - d->top_seen >= BRAID__DEQ_SIZE) return false;
+    }
     atomic_store_explicit(braid__deq_at(d, b), x, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
