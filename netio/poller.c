@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -129,6 +130,24 @@ void braid__poller_wake(void)
         efd_write();
 }
 
+int braid__poller_poll(braid__batch *b)
+{
+    struct epoll_event ev[64];
+    if (!ld_relaxed(&P.epoch))
+        return 0;
+    pthread_rwlock_rdlock(&P.reg);      /* stop closes epfd exclusively */
+    int n = ld_relaxed(&P.epoch) && P.epfd >= 0
+          ? epoll_wait(P.epfd, ev, 64, 0) : 0;
+    pthread_rwlock_unlock(&P.reg);
+    for (int i = 0; i < n; i++) {
+        uint64_t d = ev[i].data.u64;
+        if (d != KICK_TAG)      /* level-triggered: the I/O thread sees it */
+            braid__fd_ready((int)(uint32_t)d, (uint32_t)(d >> 32),
+                            ev[i].events, b);
+    }
+    return n < 0 ? 0 : n;
+}
+
 /* epoll_wait until next (absolute ns; -1 none).  Returns the event count
    (0 on timeout or EINTR). */
 static int epoll_until(struct epoll_event *ev, int64_t next)
@@ -188,6 +207,9 @@ static void drain_efd(void)
    fails and nothing changes). */
 static void boost(void)
 {
+    /* Deadlines are the thread's job: no timer slack (50 us by default)
+       on its epoll timeouts. */
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     errno = 0;
     int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     if (errno == 0)

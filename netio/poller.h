@@ -7,9 +7,16 @@
 #define BRAID_POLLER_H
 
 #include "../runtime/common.h"
+#include "../runtime/sched.h"
 
 int  braid__poller_start(void);   /* 0 or -errno */
 void braid__poller_stop(void);    /* joins the thread, closes its fds */
+/* A worker with nothing to run takes the readiness the kernel already
+   has (epoll_wait with timeout 0, as Go's findrunnable polls): waiters it
+   completes go to b, for that worker to run, without the hop through the
+   I/O thread and a parked worker's futex.  Returns the events seen. */
+int braid__poller_poll(braid__batch *b);
+
 /* Wake the I/O thread if it sleeps past `when` (ns, absolute). */
 void braid__poller_kick(int64_t when);
 

@@ -705,6 +705,25 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 
 #define MONITOR_NS 5000000   /* the I/O thread looks at busy workers */
 
+/* Coroutines whose I/O is ready, completed by w itself: the first to run
+   now, the rest to w's ring (another worker is woken to share them). */
+static braid__coro *poll_io(braid__worker *w)
+{
+    braid__batch b = BRAID__BATCH_INIT;
+    if (braid__poller_poll(&b) <= 0 || !b.n)
+        return NULL;
+    braid__coro *first = b.head;
+    for (braid__coro *c = first->link, *nx; c; c = nx) {
+        nx = c->link;
+        st_relaxed(&c->state, CORO_RUNNABLE);
+        runq_push_owner(w, c);
+    }
+    st_relaxed(&first->state, CORO_RUNNABLE);
+    if (b.n > 1)
+        wakep_local();
+    return first;
+}
+
 static void park_worker(braid__worker *w)
 {
     bump(&w->parks, 1);
@@ -737,6 +756,8 @@ static braid__coro *find_runnable(braid__worker *w)
             if (!c && round < 3)
                 for (int i = 0; i < 64; i++) braid__cpu_relax();
         }
+        if (!c)
+            c = poll_io(w);
         if (c) {
             stop_spinning(w);
             return c;
