@@ -78,6 +78,17 @@
 
 /* ---- buffer: a FIFO of segments ----------------------------------------- */
 
+/* Copy one element; the common small sizes as plain moves (no call). */
+static inline void elem_copy(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
 static void *slot(const braid__chan *ch, braid__seg *s, size_t i)
 {
     return (char *)s->slots + i * ch->elem_size;
@@ -185,7 +196,7 @@ static int buf_push(braid__chan *ch, const void *elem)
             ch->tail = s;
             ch->tidx = 0;
         }
-        memcpy(slot(ch, ch->tail, ch->tidx++), elem, ch->elem_size);
+        elem_copy(slot(ch, ch->tail, ch->tidx++), elem, ch->elem_size);
     }
     ch->count++;
     return 0;
@@ -198,7 +209,7 @@ static void buf_pop(braid__chan *ch, void *elem)
     if (!ch->seg_min)
         return;
     if (elem)
-        memcpy(elem, slot(ch, ch->head, ch->hidx), ch->elem_size);
+        elem_copy(elem, slot(ch, ch->head, ch->hidx), ch->elem_size);
     ch->hidx++;
     if (ch->count == 0) {               /* head == tail: hand it back */
         seg_give(ch, ch->head);
@@ -247,7 +258,7 @@ int braid__chan_try_send(braid__chan *ch, const void *elem,
     braid__wnode *n = claim_first(ch, &ch->recvq);
     if (n) {                            /* straight into the receiver */
         if (n->elem && ch->elem_size)
-            memcpy(n->elem, elem, ch->elem_size);
+            elem_copy(n->elem, elem, ch->elem_size);
         *wake = n->w;
         return 1;
     }
@@ -274,7 +285,7 @@ int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
     }
     if ((n = claim_first(ch, &ch->sendq))) {  /* cap 0: straight from it */
         if (elem && ch->elem_size)
-            memcpy(elem, n->elem, ch->elem_size);
+            elem_copy(elem, n->elem, ch->elem_size);
         *wake = n->w;
         return 1;
     }
@@ -331,17 +342,6 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
 }
 
 /* ---- public calls ------------------------------------------------------- */
-
-/* Copy one element; the common small sizes as plain moves (no call). */
-static inline void elem_copy(void *dst, const void *src, size_t n)
-{
-    switch (n) {
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
-    }
-}
 
 /* The steady state of a buffered channel, under ch->lock: nobody waits on
    the other side and the element fits the current segment without a
