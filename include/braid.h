@@ -48,6 +48,14 @@
  *    next slot are moved to the global queue for the other workers.
  *  - Woken coroutines (timers, I/O) enter the global queue ahead of spawned
  *    ones, in order, as Go's runnext does for them.
+ *  - A worker with nothing to run and nothing to steal looks at the I/O
+ *    thread's epoll set itself (timeout 0) before it sleeps, and runs the
+ *    coroutines whose fds are ready: no hop through the global queue and
+ *    no futex wake for them (Go's findrunnable does the same).  The I/O
+ *    thread still owns timers, blocking waits and the monitor.
+ *  - braid_cancel issues a membarrier(2) (once the process registered for
+ *    it, at the first braid_run), so that no blocking call pays an atomic
+ *    instruction to stay cancellable; without membarrier both sides lock.
  *  - Besides its ck_ring run queue (FIFO, for every coroutine that has
  *    run before) and its next slot, each worker keeps a spawn deque
  *    (Chase-Lev, runtime/deque.h) for coroutines it spawned that have not
