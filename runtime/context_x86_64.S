@@ -7,7 +7,8 @@
  *
  * Saved frame, at ctx->sp (low address first), 64 bytes:
  *    +0  MXCSR (4 bytes)          +4  x87 control word (2 bytes), +6 pad
- *        (zero; the 8 bytes are compared, and loaded only if they differ)
+ *        (both are compared with the running context's, and loaded only
+ *        if one differs)
  *    +8  r15    +16 r14    +24 r13    +32 r12    +40 rbx    +48 rbp
  *   +56  return address (where the switched-out context resumes)
  *
@@ -54,17 +55,19 @@ braid__ctx_switch:
 	.cfi_adjust_cfa_offset 8
 	subq	$8, %rsp
 	.cfi_adjust_cfa_offset 8
-	movl	$0, 4(%rsp)		/* the pad bytes take part in the compare */
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
-	movq	(%rsp), %rax		/* ours, to compare with theirs */
+	movl	(%rsp), %eax		/* ours, to compare with theirs: one */
+	movzwl	4(%rsp), %ecx		/* load per store, so both forward */
 
 	movq	%rsp, (%rdi)		/* from->sp = rsp */
 	movq	(%rsi), %rsp		/* rsp = to->sp; same frame layout */
 
-	cmpq	(%rsp), %rax		/* loading the control registers costs */
-	je	1f			/* more than comparing: skip when equal */
-	ldmxcsr	(%rsp)
+	cmpl	(%rsp), %eax		/* loading the control registers costs */
+	jne	2f			/* more than comparing: skip when equal */
+	cmpw	4(%rsp), %cx
+	je	1f
+2:	ldmxcsr	(%rsp)
 	fldcw	4(%rsp)
 1:
 	addq	$8, %rsp

@@ -190,9 +190,12 @@ static braid__coro *coro_new(braid__worker *w, void *(*fn)(void *), void *arg,
         *err = -ENOMEM;
         return NULL;
     }
-    /* Every field up to id is zeroed (ctx, link, stack, result, errno,
-       cancelled, ...); the rest is set one by one. */
-    memset(c, 0, offsetof(braid__coro, id));
+    /* Field by field (a memset of the object is a rep stos here): ctx is
+       made at the first run, link set when queued. */
+    c->stack.lo = NULL;
+    c->result = NULL;
+    c->saved_errno = 0;
+    st_relaxed(&c->cancelled, 0);
     c->stack_size = size;
     c->fn = fn;
     c->arg = arg;
