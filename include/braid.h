@@ -214,7 +214,10 @@ BRAID_EXPORT int64_t braid_now(void);
 BRAID_EXPORT int64_t braid_after(int64_t ns);
 
 /* Sleep ns nanoseconds (<= 0: just yield).  0, or -ECANCELED.  Works on
-   plain threads too. */
+   plain threads too.  Never wakes early.  A lone deadline fires on time
+   (give or take the OS's wake-up latency); when many fall due together
+   the I/O thread batches them, firing each up to 250 us late, so that it
+   does not keep taking a CPU from the workers (see netio/poller.c). */
 BRAID_EXPORT int braid_sleep(int64_t ns);
 
 /* Sleep until deadline.  0, or -ECANCELED. */

@@ -37,6 +37,7 @@
 #define RUNQ_SIZE 256          /* ring slots per worker (power of two) */
 #define GLOBAL_EVERY 16        /* look at the global queue every k ticks */
 #define NEXT_STREAK 16         /* next-slot runs in a row before the ring */
+#define STEAL_SHORT 32         /* a ring this long is stolen from at once */
 
 struct braid__worker {
     /* Owner only. */
@@ -97,6 +98,8 @@ struct braid__rt {
     braid__coro *gq_head, *gq_tail;    /* gq_lock */
     braid__coro *gq_prio;              /* gq_lock: last of the woken prefix */
     size_t gq_prio_n;                  /* gq_lock: length of that prefix */
+    _Atomic size_t gq_woken;           /* written under gq_lock: a copy of
+                                          gq_prio_n workers peek at */
     _Atomic size_t gq_n;               /* written under gq_lock */
     /* Idle workers (read by every wakep: keep away from written lines). */
     braid__spin idle_lock BRAID_ALIGNED;
