@@ -546,7 +546,7 @@ void braid_yield(void)
 {
     braid__worker *w = braid__worker_self();
     braid__coro *me = w ? w->cur : NULL;
-    if (!me || braid__forked_child()) {  /* a forked child has no workers */
+    if (!me || unlikely(ld_relaxed(&braid__forked))) {  /* a forked child: no workers */
         sched_yield();
         return;
     }
