@@ -17,7 +17,11 @@
  *  - Deadlock: checked under idle_lock by the last worker to go idle.  The
  *    sources count is read before the queues; a waker queues the coroutine
  *    before it drops its source, so sources == 0 and empty queues, seen in
- *    that order, mean nothing can ever run again.
+ *    that order, mean nothing can ever run again.  The monitor moving a
+ *    stuck worker's queue to the global one brackets the move with two
+ *    increments of `moves`; a check that sees it odd, or changed across
+ *    its reads of the queues, concludes nothing (the monitor wakes a
+ *    worker for what it moved).
  * Lock order: see common.h.
  */
 #ifndef BRAID_RUNTIME_H
@@ -108,6 +112,9 @@ struct braid__rt {
     _Atomic unsigned nspinning BRAID_ALIGNED;
     /* Rarely written. */
     _Atomic long sources BRAID_ALIGNED;/* see braid__source_add */
+    _Atomic unsigned moves;            /* odd while the monitor moves a
+                                          stuck worker's queue (its batch
+                                          is in no queue meanwhile) */
     _Atomic uint64_t next_id;          /* id blocks handed to workers */
     _Atomic uint64_t foreign_spawned;  /* spawns from plain threads */
     _Atomic uint64_t global_pushes, polls;

@@ -677,11 +677,13 @@ static void deadlock_check_locked(void)
 {
     if (braid__rt.no_deadlock_check || ld_acquire(&braid__rt.stopping))
         return;
+    unsigned moves = atomic_load(&braid__rt.moves);
+    if (moves & 1) return;              /* a batch in flight, see runtime.h */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&braid__rt.sources) != 0 || braid__timers_armed() != 0)
         return;
     atomic_thread_fence(memory_order_seq_cst);
-    if (any_work()) return;
+    if (any_work() || atomic_load(&braid__rt.moves) != moves) return;
     fprintf(stderr, "braid: deadlock: every coroutine is blocked and nothing "
                     "can wake one\n");
     braid_dump(stderr);
@@ -774,7 +776,7 @@ static braid__coro *find_runnable(braid__worker *w)
                 for (int i = 0; i < 64; i++) braid__cpu_relax();
         }
         if (!c)
-            c = poll_io(w);
+            c = getenv("NOPOLL") ? NULL : poll_io(w);
         if (c) {
             stop_spinning(w);
             return c;
@@ -996,6 +998,7 @@ int64_t braid__sched_monitor(int64_t now)
     bool busy = false;
     st_relaxed(&coarse_clock, now);
     braid__batch b = BRAID__BATCH_INIT;
+    atomic_fetch_add(&braid__rt.moves, 1);  /* odd: see the deadlock rule */
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
         if (ld_relaxed(&v->idle)) continue;  /* asleep */
@@ -1009,6 +1012,7 @@ int64_t braid__sched_monitor(int64_t now)
         for (braid__coro *c = b.head; c; c = c->link) braid__tsan_release(c);
         gq_push_list(b.head, b.tail, b.n);
     }
+    atomic_fetch_add(&braid__rt.moves, 1);
     if (busy && any_work() && ld_relaxed(&braid__rt.nspinning) == 0)
         wakep();
     return busy ? now + MONITOR_NS : -1;
