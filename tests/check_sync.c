@@ -1013,7 +1013,9 @@ static void *nursery_thread(void *arg)
 {
     (void)arg;
     braid_nursery *n;
-    ck_assert_int_eq(braid_nursery_open(&n, braid_after(50 * MS)), 0);
+    /* Long enough for the six spawns below even under valgrind, which
+       runs one thread at a time (like the other deadlines here). */
+    ck_assert_int_eq(braid_nursery_open(&n, braid_after((TIMING ? 50 : 2000) * MS)), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(braid_nursery_go(n, child_ok, NULL), 0);
     ck_assert_int_eq(braid_nursery_go(n, child_sleeper, NULL), 0);
