@@ -53,16 +53,22 @@ static long count_maps(void)
     return n;
 }
 
-static long rss_bytes(void)
+/* A "<field>: N kB" line of /proc/self/status, in kB; -1 if absent. */
+static long status_kb(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    size_t len = strlen(field);
     long kb = -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+        if (strncmp(line, field, len) == 0 && line[len] == ':' &&
+            sscanf(line + len + 1, "%ld", &kb) == 1)
+            break;
     fclose(f);
-    return kb * 1024;
+    return kb;
 }
+
+static long rss_bytes(void) { return status_kb("VmRSS") * 1024; }
 
 /* ---- spawn and join ---------------------------------------------------- */
 
@@ -225,16 +231,7 @@ static long pfib(long n)
     return (long)x + y;
 }
 
-static long peak_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb;
-}
+static long peak_rss_kb(void) { return status_kb("VmHWM"); }
 
 static void fib_main(void *arg) { *(long *)arg = pfib(RUNNING_ON_VALGRIND ? 16 : 25); }
 
