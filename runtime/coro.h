@@ -48,6 +48,9 @@ typedef struct braid__coro {
     uint64_t id;                 /* immutable, from 1 */
     const char *name;            /* immutable */
     braid__spin lk;              /* protects waiter, joiner, done */
+    _Atomic int claiming;        /* a party holding a wait-list lock is
+                                    deciding our solo waiter with plain
+                                    moves (waiter.h) */
     bool done;                   /* lk */
     _Atomic(braid__waiter *) waiter; /* current cancellable wait: see
                                     waiter.c for who writes it, and how */

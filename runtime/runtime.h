@@ -58,7 +58,13 @@ struct braid__worker {
     unsigned id;
     bool spinning;                 /* counted in rt.nspinning */
     /* Shared with thieves. */
-    _Atomic(braid__coro *) next BRAID_ALIGNED; /* owner xchg; thief CAS */
+    /* The next slot (sched.c, "next slot"): with braid__asym the owner
+       reads and writes it with plain moves inside next_busy, and a thief
+       takes next_lock, runs braid__asym_heavy and takes it only when the
+       owner is not inside; without, the owner exchanges and thieves CAS. */
+    _Atomic(braid__coro *) next BRAID_ALIGNED;
+    _Atomic int next_busy;         /* owner: inside a plain next-slot op */
+    _Atomic int next_lock;         /* a thief (or the monitor) works on it */
     ck_ring_t ring BRAID_ALIGNED;  /* owner enqueues; anyone dequeues */
     ck_ring_buffer_t buf[RUNQ_SIZE];
     braid__deque spawns;           /* owner pushes/takes; anyone steals */

@@ -22,7 +22,8 @@
  *
  * Ordering: a coroutine handed to another worker goes through the ring
  * (ck_ring publishes the slot with a release store, a consumer's CAS
- * acquires), the global queue lock, or the next slot (xchg/CAS, acq_rel).
+ * acquires), the global queue lock, or the next slot ("the next slot"
+ * below).
  * Every switch on a worker is bracketed by TSan release/acquire on the
  * worker, and every queue hand-off by release/acquire on the coroutine.
  */
@@ -205,6 +206,58 @@ static braid__coro *runq_pop_owner(braid__worker *w)
     return c;
 }
 
+/* ---- the next slot ---------------------------------------------------------
+ *
+ * The coroutine a worker readied last, run as soon as the readier stops
+ * (ping-pong stays on one worker).  The owner swaps it at every hand-off,
+ * twice per message in a ping-pong; thieves take it only from a victim that
+ * sat on one coroutine through a whole spin interval, and the monitor from
+ * a stuck worker: rare.  So the cost goes to the rare side (asymmetric
+ * Dekker, as for cancellation in waiter.c):
+ *  - owner: next_busy = 1; compiler barrier; if next_lock is clear, read
+ *    and write next with plain moves; next_busy = 0 (release).  If a thief
+ *    holds next_lock, an exchange instead.
+ *  - thief: next_lock 0 -> 1 (one at a time); braid__asym_heavy; if
+ *    next_busy is clear, exchange next with NULL; next_lock = 0.
+ * After the heavy fence every owner operation either finished before it
+ * (the thief's acquire of next_busy == 0 sees its writes), is still inside
+ * (next_busy reads 1: the thief backs off and comes back later), or starts
+ * after it and sees next_lock set (exchange against exchange).  Without
+ * membarrier (or under TSan) both sides use the atomic operations. */
+
+static inline braid__coro *next_swap(braid__worker *w, braid__coro *c)
+{
+    if (likely(braid__asym)) {
+        st_relaxed(&w->next_busy, 1);
+        braid__asym_light();
+        if (likely(!ld_acquire(&w->next_lock))) {
+            braid__coro *old = ld_relaxed(&w->next);
+            st_relaxed(&w->next, c);
+            st_release(&w->next_busy, 0);
+            return old;
+        }
+        st_release(&w->next_busy, 0);
+    }
+    return atomic_exchange_explicit(&w->next, c, memory_order_acq_rel);
+}
+
+/* Take v's next slot from another thread (a thief, the monitor); NULL
+   when empty or when v's owner is at it right now. */
+static braid__coro *next_steal(braid__worker *v)
+{
+    braid__coro *c = ld_acquire(&v->next);
+    if (!c) return NULL;
+    if (!braid__asym)
+        return atomic_compare_exchange_strong(&v->next, &c, NULL) ? c : NULL;
+    if (atomic_exchange(&v->next_lock, 1))
+        return NULL;                    /* another thief is at it */
+    braid__asym_heavy();
+    c = ld_acquire(&v->next_busy) ? NULL
+      : atomic_exchange_explicit(&v->next, NULL, memory_order_acq_rel);
+    st_release(&v->next_lock, 0);
+    return c;
+}
+
 /* Move half of victim's ring into w's, or some of its oldest spawns;
    return one to run.  still: the victim has not switched through a whole
    spin interval, so its short ring and its next slot are fair game too. */
@@ -239,12 +292,9 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
             local_push(w, c);
         }
     }
-    if (!first && still) {
-        c = ld_acquire(&v->next);
-        if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
-            braid__tsan_acquire(c);
-            first = c;
-        }
+    if (!first && still && (c = next_steal(v))) {
+        braid__tsan_acquire(c);
+        first = c;
     }
     if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring) +
                                 (uint64_t)braid__deq_size(&w->spawns));
@@ -276,8 +326,7 @@ static braid__coro *pick_local(braid__worker *w)
         goto ran_other;
     if (w->streak < NEXT_STREAK ||
         (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0)) {
-        if (ld_relaxed(&w->next) &&
-            (c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
+        if (ld_relaxed(&w->next) && (c = next_swap(w, NULL))) {
             w->streak++;
             braid__tsan_acquire(c);
             return c;
@@ -294,7 +343,7 @@ static braid__coro *pick_local(braid__worker *w)
     }
     if ((c = gq_take(w, RUNQ_SIZE / 2)))
         goto ran_other;
-    if ((c = atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel))) {
+    if (ld_relaxed(&w->next) && (c = next_swap(w, NULL))) {
         braid__tsan_acquire(c);
         return c;
     }
@@ -362,8 +411,7 @@ void braid__ready_on(braid__worker *w, braid__coro *c)
         wakep_local();
         return;
     }
-    braid__coro *old = atomic_exchange_explicit(&w->next, c,
-                                                memory_order_acq_rel);
+    braid__coro *old = next_swap(w, c);
     if (!old) return;           /* runs as soon as we stop: no wake needed */
     braid__tsan_acquire(old);
     local_push(w, old);
@@ -555,8 +603,7 @@ void braid_yield(void)
         return;                 /* nothing else to run here */
     /* Let the ring go first, and move the next slot behind it too: two
        coroutines yielding in turn must not starve one readied meanwhile. */
-    braid__coro *nx = ld_relaxed(&w->next)
-        ? atomic_exchange_explicit(&w->next, NULL, memory_order_acq_rel) : NULL;
+    braid__coro *nx = ld_relaxed(&w->next) ? next_swap(w, NULL) : NULL;
     if (nx) {
         braid__tsan_acquire(nx);
         local_push(w, nx);
@@ -974,8 +1021,7 @@ static size_t drain_stuck(braid__worker *v, braid__batch *b)
         braid__batch_add(b, c);
         n++;
     }
-    c = ld_acquire(&v->next);
-    if (c && atomic_compare_exchange_strong(&v->next, &c, NULL)) {
+    if ((c = next_steal(v))) {
         braid__tsan_acquire(c);
         braid__batch_add(b, c);
         n++;

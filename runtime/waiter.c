@@ -17,6 +17,11 @@
  *    finish with it.  A wait costs no atomic instruction for this.
  *  - otherwise: publish and clear under lk.
  *
+ * Solo waiters (waiter.h, braid__waiter_claim_locked): a party holding
+ * the wait-list lock decides them with plain moves; every cancellation
+ * claim of one (braid_cancel, and ours below) holds coro->lk, runs
+ * braid__asym_heavy and waits out coro->claiming first.
+ *
  * Timers: a coroutine with a deadline arms w->timer (its callback claims
  * -ETIMEDOUT); braid__timer_stop on the way out guarantees the callback is
  * not running any more.  A plain thread needs no timer: it sleeps on the
@@ -37,6 +42,7 @@ void braid__waiter_init(braid__waiter *w, const char *what, const void *obj)
     w->what = what;
     w->obj = obj;
     w->nocancel = false;
+    w->solo = false;
 }
 
 void braid__waiter_wake(braid__waiter *w, braid__batch *b)
@@ -131,6 +137,7 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
 {
     if (deadline < BRAID_FOREVER) deadline = 0;   /* any other negative: past */
     braid__coro *me = w->coro;
+    BRAID_ASSERT(!w->solo || deadline == BRAID_FOREVER);
     bool mine = false, armed = false;
     bool cancellable = me && !w->nocancel && !me->nocancel;
     if (cancellable) {
@@ -142,8 +149,16 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
             st_relaxed(&me->waiter, w);
             braid__spin_unlock(&me->lk);
         }
-        if (ld_relaxed(&me->cancelled))
-            mine = braid__waiter_claim(w, -ECANCELED);
+        if (ld_relaxed(&me->cancelled)) {
+            if (w->solo && braid__asym) {   /* as a canceller would */
+                braid__spin_lock(&me->lk);
+                braid__asym_heavy();
+                mine = braid__waiter_claim_cancel(w);
+                braid__spin_unlock(&me->lk);
+            } else {
+                mine = braid__waiter_claim(w, -ECANCELED);
+            }
+        }
     }
     if (!mine && deadline >= 0 && deadline <= braid_now())
         mine = braid__waiter_claim(w, -ETIMEDOUT);

@@ -34,6 +34,7 @@
 #include "common.h"
 #include "sched.h"
 #include "timer.h"
+#include "coro.h"
 
 #define BRAID__WAITING INT_MIN
 
@@ -47,6 +48,11 @@ typedef struct braid__waiter {
     bool nocancel;             /* braid_cancel does not interrupt this wait
                                   (finishing work that uses the caller's
                                   stack); set after braid__waiter_init */
+    bool solo;                 /* one wait-list node and no deadline: only
+                                  holders of that list's lock and
+                                  cancellation decide it (see
+                                  braid__waiter_claim_locked); set before
+                                  the node is published */
 } braid__waiter;
 
 /* A wait-list entry: a waiter may be linked on several lists (select).
@@ -100,6 +106,57 @@ static inline bool braid__waiter_claim(braid__waiter *w, int outcome)
     int exp = BRAID__WAITING;
     return atomic_compare_exchange_strong_explicit(&w->state, &exp, outcome,
             memory_order_acq_rel, memory_order_acquire);
+}
+
+/* braid__waiter_claim for a party that holds the lock of the wait list
+   w's node is on.  A solo waiter has no other claimer but cancellation
+   (braid_cancel, or the waiter itself finding the cancel flag), so with
+   braid__asym the claim is a plain load and store, made exclusive against
+   cancellation by an asymmetric Dekker on the waiting coroutine:
+     party:     claiming = 1; compiler barrier; if lk is free: decide with
+                plain moves; claiming = 0 (release).  If lk is held, CAS.
+     canceller: takes lk; braid__asym_heavy; waits for claiming == 0; CAS.
+   After the heavy fence a party's plain claim has finished (its release of
+   claiming orders its store before the canceller's CAS), or it starts later
+   and sees lk held and uses the CAS.  A plain thread's solo waiter has no
+   asynchronous claimer at all.  Saves the locked instruction of every
+   hand-off to a waiting channel peer. */
+static inline bool braid__waiter_claim_locked(braid__waiter *w, int outcome)
+{
+    if (w->solo) {
+        braid__coro *c = w->coro;
+        if (!c) {
+            bool won = atomic_load_explicit(&w->state, memory_order_relaxed)
+                       == BRAID__WAITING;
+            if (won)
+                atomic_store_explicit(&w->state, outcome, memory_order_relaxed);
+            return won;
+        }
+        if (braid__asym) {
+            atomic_store_explicit(&c->claiming, 1, memory_order_relaxed);
+            braid__asym_light();
+            if (likely(!atomic_load_explicit(&c->lk.v, memory_order_acquire))) {
+                bool won = atomic_load_explicit(&w->state, memory_order_relaxed)
+                           == BRAID__WAITING;
+                if (won)
+                    atomic_store_explicit(&w->state, outcome,
+                                          memory_order_relaxed);
+                atomic_store_explicit(&c->claiming, 0, memory_order_release);
+                return won;
+            }
+            atomic_store_explicit(&c->claiming, 0, memory_order_release);
+        }
+    }
+    return braid__waiter_claim(w, outcome);
+}
+
+/* A canceller's claim (holding w->coro->lk after braid__asym_heavy, or
+   without braid__asym): waits out a party's plain claim in flight. */
+static inline bool braid__waiter_claim_cancel(braid__waiter *w)
+{
+    while (atomic_load_explicit(&w->coro->claiming, memory_order_acquire))
+        braid__cpu_relax();
+    return braid__waiter_claim(w, -ECANCELED);
 }
 
 /* Wake w, whose outcome this caller decided.  b NULL: ready at once; else

@@ -242,8 +242,8 @@ static braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
     braid__wnode *n;
 
     while ((n = braid__wlist_pop(q)))
-        if (braid__waiter_claim(n->w, braid__chan_outcome(n->index,
-                                                          BRAID__CHAN_OK))) {
+        if (braid__waiter_claim_locked(n->w,
+                braid__chan_outcome(n->index, BRAID__CHAN_OK))) {
             ch->refs--;         /* its pin: the waiter will not come back */
             return n;
         }
@@ -331,6 +331,7 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
     braid__waiter w;
     braid__wnode node = { .w = &w, .elem = elem, .data = (uintptr_t)handle };
     braid__waiter_init(&w, send ? "chan send" : "chan recv", ch);
+    w.solo = deadline == BRAID_FOREVER;
     braid__chan_enqueue(ch, &node, send);
     braid__spin_unlock(&ch->lock);
     braid__chaos_point();       /* a peer may decide us before we park */
