@@ -58,13 +58,14 @@ struct braid__worker {
     unsigned id;
     bool spinning;                 /* counted in rt.nspinning */
     /* Shared with thieves. */
-    /* The next slot (sched.c, "next slot"): with braid__asym the owner
-       reads and writes it with plain moves inside next_busy, and a thief
-       takes next_lock, runs braid__asym_heavy and takes it only when the
-       owner is not inside; without, the owner exchanges and thieves CAS. */
+    /* The next slot and the ring's consumer side (sched.c, "owner and
+       thieves"): with braid__asym the owner takes from them with plain
+       moves inside busy, and a thief takes steal_lock and runs
+       braid__asym_heavy first, and backs off while the owner is inside;
+       without, the owner exchanges / CASes like the thieves. */
     _Atomic(braid__coro *) next BRAID_ALIGNED;
-    _Atomic int next_busy;         /* owner: inside a plain next-slot op */
-    _Atomic int next_lock;         /* a thief (or the monitor) works on it */
+    _Atomic int busy;              /* owner: inside a plain operation */
+    _Atomic int steal_lock;        /* a thief (or the monitor) is at work */
     ck_ring_t ring BRAID_ALIGNED;  /* owner enqueues; anyone dequeues */
     ck_ring_buffer_t buf[RUNQ_SIZE];
     braid__deque spawns;           /* owner pushes/takes; anyone steals */

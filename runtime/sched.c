@@ -22,8 +22,8 @@
  *
  * Ordering: a coroutine handed to another worker goes through the ring
  * (ck_ring publishes the slot with a release store, a consumer's CAS
- * acquires), the global queue lock, or the next slot ("the next slot"
- * below).
+ * acquires; the owner's own take: "owner and thieves" below), the global
+ * queue lock, or the next slot (ditto).
  * Every switch on a worker is bracketed by TSan release/acquire on the
  * worker, and every queue hand-off by release/acquire on the coroutine.
  */
@@ -198,63 +198,102 @@ static braid__coro *deq_take(braid__worker *w)
     return c;
 }
 
-static braid__coro *runq_pop_owner(braid__worker *w)
+static braid__coro *runq_pop_owner(braid__worker *w);
+
+/* ---- owner and thieves ------------------------------------------------------
+ *
+ * The owner takes from its next slot at nearly every hand-off (twice per
+ * message in a ping-pong) and from its ring at every other switch; a
+ * locked instruction there, right after a context switch filled the store
+ * buffer, was a third of a yield.  Thieves take from them only from a long
+ * ring or from a victim that sat on one coroutine through a spin interval,
+ * and the monitor from a stuck worker: rare, and each take moves many.  So
+ * the cost goes to the rare side (asymmetric Dekker, as for cancellation
+ * in waiter.c):
+ *  - owner: busy = 1; compiler barrier; if steal_lock is clear, read and
+ *    write next / the ring's c_head with plain moves; busy = 0 (release).
+ *    If a thief holds steal_lock: exchange next, CAS c_head (ck_ring).
+ *  - thief: steal_lock 0 -> 1 (one at a time); braid__asym_heavy; if busy
+ *    is set, back off (come back later); else exchange next / CAS c_head
+ *    (ck_ring); steal_lock = 0.
+ * After the heavy fence every owner operation either finished before it
+ * (the thief's acquire of busy == 0 sees its writes), is still inside
+ * (busy reads 1 and the thief backs off), or starts after it and sees
+ * steal_lock set (atomic against atomic).  The owner's enqueue needs
+ * nothing of this: ck_ring's single producer never races its consumers.
+ * The spawn deque keeps its own fences (deque.h): fork-join work is
+ * stolen from it all the time, and an interrupt of its owner per steal
+ * would cost more than the fence it saves.
+ * Without membarrier (or under TSan) both sides use the atomics. */
+
+static inline bool owner_enter(braid__worker *w)
 {
-    braid__coro *c;
-    if (!ck_ring_dequeue_spmc(&w->ring, w->buf, &c)) return NULL;
-    braid__tsan_acquire(c);
-    return c;
+    if (!braid__asym) return false;
+    st_relaxed(&w->busy, 1);
+    braid__asym_light();
+    if (likely(!ld_acquire(&w->steal_lock))) return true;
+    st_release(&w->busy, 0);
+    return false;
 }
 
-/* ---- the next slot ---------------------------------------------------------
- *
- * The coroutine a worker readied last, run as soon as the readier stops
- * (ping-pong stays on one worker).  The owner swaps it at every hand-off,
- * twice per message in a ping-pong; thieves take it only from a victim that
- * sat on one coroutine through a whole spin interval, and the monitor from
- * a stuck worker: rare.  So the cost goes to the rare side (asymmetric
- * Dekker, as for cancellation in waiter.c):
- *  - owner: next_busy = 1; compiler barrier; if next_lock is clear, read
- *    and write next with plain moves; next_busy = 0 (release).  If a thief
- *    holds next_lock, an exchange instead.
- *  - thief: next_lock 0 -> 1 (one at a time); braid__asym_heavy; if
- *    next_busy is clear, exchange next with NULL; next_lock = 0.
- * After the heavy fence every owner operation either finished before it
- * (the thief's acquire of next_busy == 0 sees its writes), is still inside
- * (next_busy reads 1: the thief backs off and comes back later), or starts
- * after it and sees next_lock set (exchange against exchange).  Without
- * membarrier (or under TSan) both sides use the atomic operations. */
+static inline void owner_leave(braid__worker *w)
+{
+    st_release(&w->busy, 0);
+}
 
+/* false: another thief is at it, or the owner is inside right now. */
+static bool thief_enter(braid__worker *v)
+{
+    if (!braid__asym) return true;
+    if (ld_relaxed(&v->steal_lock) || atomic_exchange(&v->steal_lock, 1))
+        return false;
+    braid__asym_heavy();
+    if (!ld_acquire(&v->busy)) return true;
+    st_release(&v->steal_lock, 0);
+    return false;
+}
+
+static void thief_leave(braid__worker *v)
+{
+    if (braid__asym) st_release(&v->steal_lock, 0);
+}
+
+/* Owner: put c (may be NULL) in the next slot; returns what was there. */
 static inline braid__coro *next_swap(braid__worker *w, braid__coro *c)
 {
-    if (likely(braid__asym)) {
-        st_relaxed(&w->next_busy, 1);
-        braid__asym_light();
-        if (likely(!ld_acquire(&w->next_lock))) {
-            braid__coro *old = ld_relaxed(&w->next);
-            st_relaxed(&w->next, c);
-            st_release(&w->next_busy, 0);
-            return old;
-        }
-        st_release(&w->next_busy, 0);
+    if (likely(owner_enter(w))) {
+        braid__coro *old = ld_relaxed(&w->next);
+        st_relaxed(&w->next, c);
+        owner_leave(w);
+        return old;
     }
     return atomic_exchange_explicit(&w->next, c, memory_order_acq_rel);
 }
 
-/* Take v's next slot from another thread (a thief, the monitor); NULL
-   when empty or when v's owner is at it right now. */
+/* Thief, inside thief_enter: take v's next slot. */
 static braid__coro *next_steal(braid__worker *v)
 {
-    braid__coro *c = ld_acquire(&v->next);
-    if (!c) return NULL;
-    if (!braid__asym)
-        return atomic_compare_exchange_strong(&v->next, &c, NULL) ? c : NULL;
-    if (atomic_exchange(&v->next_lock, 1))
-        return NULL;                    /* another thief is at it */
-    braid__asym_heavy();
-    c = ld_acquire(&v->next_busy) ? NULL
-      : atomic_exchange_explicit(&v->next, NULL, memory_order_acq_rel);
-    st_release(&v->next_lock, 0);
+    if (!ld_relaxed(&v->next)) return NULL;
+    return atomic_exchange_explicit(&v->next, NULL, memory_order_acq_rel);
+}
+
+/* Owner: the oldest coroutine of the ring, or NULL. */
+static braid__coro *runq_pop_owner(braid__worker *w)
+{
+    braid__coro *c;
+    if (likely(owner_enter(w))) {
+        unsigned h = ck_pr_load_uint(&w->ring.c_head);
+        c = NULL;
+        if (h != ck_pr_load_uint(&w->ring.p_tail)) {   /* ours: no fence */
+            c = w->buf[h & w->ring.mask].value;
+            ck_pr_store_uint(&w->ring.c_head, h + 1);
+        }
+        owner_leave(w);
+        if (c) braid__tsan_acquire(c);
+        return c;
+    }
+    if (!ck_ring_dequeue_spmc(&w->ring, w->buf, &c)) return NULL;
+    braid__tsan_acquire(c);
     return c;
 }
 
@@ -273,6 +312,9 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
        ring, or one whose owner sat on one coroutine through a whole spin
        interval, is fair game. */
     unsigned k = n >= STEAL_SHORT || still ? n - n / 2 : 0;
+    bool want_next = still && ld_relaxed(&v->next);
+    bool in = (k || want_next) && thief_enter(v);
+    if (!in) k = 0;
     for (unsigned i = 0; i < k; i++) {
         if (!ck_ring_trydequeue_spmc(&v->ring, v->buf, &c)) break;
         braid__tsan_acquire(c);
@@ -282,6 +324,11 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
             gq_push_list(c, c, 1);                      /* we were empty */
         }
     }
+    if (!first && in && want_next && (c = next_steal(v))) {
+        braid__tsan_acquire(c);
+        first = c;
+    }
+    if (in) thief_leave(v);
     if (!first) {               /* then the oldest of its spawns */
         int64_t m = braid__deq_size(&v->spawns);
         m -= m / 2;
@@ -291,10 +338,6 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
             if (!first) { first = c; continue; }
             local_push(w, c);
         }
-    }
-    if (!first && still && (c = next_steal(v))) {
-        braid__tsan_acquire(c);
-        first = c;
     }
     if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring) +
                                 (uint64_t)braid__deq_size(&w->spawns));
@@ -1010,18 +1053,21 @@ static size_t drain_stuck(braid__worker *v, braid__batch *b)
 {
     size_t n = 0;
     braid__coro *c;
-    while (ck_ring_trydequeue_spmc(&v->ring, v->buf, &c)) {
+    bool in = (ck_ring_size(&v->ring) || ld_relaxed(&v->next)) &&
+              thief_enter(v);
+    while (in && ck_ring_trydequeue_spmc(&v->ring, v->buf, &c)) {
         braid__tsan_acquire(c);
         braid__batch_add(b, c);
         n++;
     }
+    if (in && (c = next_steal(v))) {
+        braid__tsan_acquire(c);
+        braid__batch_add(b, c);
+        n++;
+    }
+    if (in) thief_leave(v);
     while (braid__deq_size(&v->spawns) &&
            (c = braid__deq_steal(&v->spawns))) {
-        braid__tsan_acquire(c);
-        braid__batch_add(b, c);
-        n++;
-    }
-    if ((c = next_steal(v))) {
         braid__tsan_acquire(c);
         braid__batch_add(b, c);
         n++;
