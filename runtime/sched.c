@@ -206,7 +206,7 @@ static braid__coro *runq_pop_owner(braid__worker *w);
  * message in a ping-pong) and from its ring at every other switch; a
  * locked instruction there, right after a context switch filled the store
  * buffer, was a third of a yield.  Thieves take from them only from a long
- * ring or from a victim that sat on one coroutine through a spin interval,
+ * ring or from a victim that has run one coroutine for STILL_NS,
  * and the monitor from a stuck worker: rare, and each take moves many.  So
  * the cost goes to the rare side (asymmetric Dekker, as for cancellation
  * in waiter.c):
@@ -298,8 +298,8 @@ static braid__coro *runq_pop_owner(braid__worker *w)
 }
 
 /* Move half of victim's ring into w's, or some of its oldest spawns;
-   return one to run.  still: the victim has not switched through a whole
-   spin interval, so its short ring and its next slot are fair game too. */
+   return one to run.  still: the victim has run one coroutine for
+   STILL_NS, so its short ring and its next slot are fair game too. */
 static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
 {
     unsigned n = ck_ring_size(&v->ring);
@@ -309,7 +309,7 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
        producer/consumer group only moves it, and the data it touches, to
        the other core at every hand-off (cap 0 4P4C on one channel:
        430,000 steals for 2M messages and 4x slower; now ~800).  A long
-       ring, or one whose owner sat on one coroutine through a whole spin
+       ring, or one whose owner has sat on one coroutine for STILL_NS
        interval, is fair game. */
     unsigned k = n >= STEAL_SHORT || still ? n - n / 2 : 0;
     bool want_next = still && ld_relaxed(&v->next);
@@ -652,7 +652,10 @@ void braid_yield(void)
         local_push(w, nx);
     }
     w->streak = NEXT_STREAK;
-    braid__park(requeue, me);
+    w->after = requeue;         /* braid__park, with w at hand */
+    w->after_arg = me;
+    switch_away(w, me, false);
+    resumed(me);
 }
 
 /* ---- coroutine entry and exit ---------------------------------------------- */
@@ -796,16 +799,19 @@ static void stop_spinning(braid__worker *w)
 
 static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 {
+    int64_t now = braid_now();
     unsigned n = braid__rt.nworkers;
     unsigned start = rnd(w) % n;   /* random victim (chaos or not) */
     for (unsigned i = 0; i < n; i++) {
         braid__worker *v = braid__rt.workers[(start + i) % n];
         if (v == w) continue;
         uint64_t sw = ld_relaxed(&v->switches);
-        /* still: no switch since the previous look (on the last round:
-           for at least one spin interval, a few microseconds) */
-        bool still = stuck_ok && sw == v->seen_switches;
-        v->seen_switches = sw;  /* racy hint shared by thieves: fine */
+        if (sw != ld_relaxed(&v->seen_switches)) {
+            st_relaxed(&v->seen_switches, sw);
+            st_relaxed(&v->seen_since, now);
+        }
+        /* still: v has run one coroutine for STILL_NS at least */
+        bool still = stuck_ok && now - ld_relaxed(&v->seen_since) >= STILL_NS;
         braid__coro *c = runq_steal(w, v, still);
         if (c) return c;
     }
@@ -866,7 +872,7 @@ static braid__coro *find_runnable(braid__worker *w)
                 for (int i = 0; i < 64; i++) braid__cpu_relax();
         }
         if (!c)
-            c = getenv("NOPOLL") ? NULL : poll_io(w);
+            c = poll_io(w);
         if (c) {
             stop_spinning(w);
             return c;

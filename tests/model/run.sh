@@ -1,6 +1,8 @@
 #!/bin/sh
-# Model-check the scheduler's park/unpark protocol (park.pml) and the
-# channel / select / waiter protocol (chan.pml) with spin.
+# Model-check the scheduler's park/unpark protocol (park.pml), the
+# channel / select / waiter protocol (chan.pml) and the two asymmetric
+# Dekker protocols under x86-TSO (asym.pml: the next slot, the solo
+# waiter's claim) with spin.
 #
 # Every configuration must verify with no error; every deliberately broken
 # variant (-DBUG_*) must produce a counterexample, which shows that the
@@ -117,6 +119,22 @@ check "chan broken: select evict wakes without claiming" fail chan.pml \
     "-DSEL_MIXED -DBUG_WAKE_NO_CLAIM" "$SAFE" "-m100000 -w24"
 check "chan broken: no unlink after timeout/cancel" fail chan.pml \
     "-DBUG_NO_UNLINK" "$SAFE" "-m100000 -w24"
+
+# ---- asym.pml: runtime/sched.c next slot, runtime/waiter.h solo claim ----
+check "asym next slot, 1 thief (TSO)" ok asym.pml \
+    "-DNEXT_SLOT -DTHIEVES=1 -DOPS=4 -DSTEALS=3 -DBUFD=4" "$SAFE" "-m200000 -w24"
+check "asym next slot, 2 thieves (TSO)" ok asym.pml \
+    "-DNEXT_SLOT -DTHIEVES=2 -DOPS=4 -DSTEALS=2 -DBUFD=4" "$SAFE" "-m200000 -w24"
+check "asym solo claim, 2 parties, 2 cancellers (TSO)" ok asym.pml \
+    "-DSOLO_CLAIM -DPARTIES=2 -DCANCELLERS=2 -DBUFD=4" "$SAFE" "-m200000 -w24"
+check "asym broken: thief without membarrier" fail asym.pml \
+    "-DNEXT_SLOT -DBUG_NO_HEAVY" "$SAFE" "-m200000 -w22"
+check "asym broken: thief ignores busy" fail asym.pml \
+    "-DNEXT_SLOT -DBUG_NO_WAIT" "$SAFE" "-m200000 -w22"
+check "asym broken: canceller without membarrier" fail asym.pml \
+    "-DSOLO_CLAIM -DBUG_NO_HEAVY" "$SAFE" "-m200000 -w22"
+check "asym broken: canceller does not wait out claiming" fail asym.pml \
+    "-DSOLO_CLAIM -DBUG_NO_WAIT" "$SAFE" "-m200000 -w22"
 
 if [ "$keep" = 1 ]; then
     echo "work directory kept: $work (each run's DIR/replay replays its trail)"
