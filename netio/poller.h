@@ -16,6 +16,9 @@ void braid__poller_stop(void);    /* joins the thread, closes its fds */
    completes go to b, for that worker to run, without the hop through the
    I/O thread and a parked worker's futex.  Returns the events seen. */
 int braid__poller_poll(braid__batch *b);
+/* The last worker to park calls this: the I/O thread then watches the
+   sockets itself (poller.c). */
+void braid__poller_idle(void);
 
 /* Wake the I/O thread if it sleeps past `when` (ns, absolute). */
 void braid__poller_kick(int64_t when);

@@ -744,6 +744,11 @@ static braid__worker *idle_pop(void)
 
 void braid__stat_poll(void) { add_relaxed(&braid__rt.polls, 1); }
 
+bool braid__sched_all_idle(void)
+{
+    return ld_relaxed(&braid__rt.npidle) >= braid__rt.nworkers;
+}
+
 uint64_t braid__chaos;
 static _Atomic int64_t coarse_clock;
 
@@ -799,19 +804,28 @@ static void stop_spinning(braid__worker *w)
 
 static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 {
-    int64_t now = braid_now();
+    int64_t now = 0;
     unsigned n = braid__rt.nworkers;
     unsigned start = rnd(w) % n;   /* random victim (chaos or not) */
     for (unsigned i = 0; i < n; i++) {
         braid__worker *v = braid__rt.workers[(start + i) % n];
         if (v == w) continue;
+        /* still: v has run one coroutine for STILL_NS at least.  The
+           clock is read only for a victim that has not switched and has
+           something a still victim gives up; seen_since 0 means "switched
+           since the last look", and the timing starts at the next. */
+        bool still = false;
         uint64_t sw = ld_relaxed(&v->switches);
         if (sw != ld_relaxed(&v->seen_switches)) {
             st_relaxed(&v->seen_switches, sw);
-            st_relaxed(&v->seen_since, now);
+            st_relaxed(&v->seen_since, 0);
+        } else if (stuck_ok &&
+                   (ld_relaxed(&v->next) || ck_ring_size(&v->ring))) {
+            if (!now) now = braid_now();
+            int64_t since = ld_relaxed(&v->seen_since);
+            if (!since) st_relaxed(&v->seen_since, now);
+            else still = now - since >= STILL_NS;
         }
-        /* still: v has run one coroutine for STILL_NS at least */
-        bool still = stuck_ok && now - ld_relaxed(&v->seen_since) >= STILL_NS;
         braid__coro *c = runq_steal(w, v, still);
         if (c) return c;
     }
@@ -887,6 +901,8 @@ static braid__coro *find_runnable(braid__worker *w)
         atomic_thread_fence(memory_order_seq_cst);  /* pairs with wakep */
         if (any_work() && idle_remove(w))
             continue;
+        if (braid__sched_all_idle())
+            braid__poller_idle();   /* the sockets are the I/O thread's now */
         park_worker(w);
     }
 }

@@ -59,6 +59,9 @@ bool braid__running(void);
    at which it wants to be called again, or -1 when every worker is idle. */
 int64_t braid__sched_monitor(int64_t now);
 
+/* Every worker is parked (or none runs): nobody will poll the sockets. */
+bool braid__sched_all_idle(void);
+
 /* Count one epoll_wait of the I/O thread (braid_stats.polls). */
 void braid__stat_poll(void);
 
