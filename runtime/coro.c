@@ -383,9 +383,11 @@ BRAID_EXPORT int braid_cancel(braid_task *t)
     if (braid__asym)            /* pairs with the light side in waiter.c */
         braid__asym_heavy();
     braid__waiter *w = ld_relaxed(&c->waiter);
-    bool won = w && braid__waiter_claim_cancel(w);
+    /* Wake under lk: a solo waiter still parking moves its park word with
+       plain moves only while lk is free (waiter.c, parked_solo). */
+    if (w && braid__waiter_claim_cancel(w))
+        braid__waiter_wake(w, NULL);
     braid__spin_unlock(&c->lk);
-    if (won) braid__waiter_wake(w, NULL);
     return 0;
 }
 

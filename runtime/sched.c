@@ -760,6 +760,12 @@ void braid__chaos_yield(void)
     if (w && w->cur && rnd(w) % 8 == 0) braid_yield();
 }
 
+bool braid__chaos_coin(void)
+{
+    braid__worker *w = braid__worker_self();
+    return w && (rnd(w) & 1);
+}
+
 int64_t braid__chaos_jitter(void)
 {
     if (likely(!braid__rt.chaos)) return 0;

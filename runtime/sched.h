@@ -76,6 +76,8 @@ static inline void braid__chaos_point(void)
     if (__builtin_expect(braid__chaos != 0, 0)) braid__chaos_yield();
 }
 int64_t braid__chaos_jitter(void);
+/* Chaos mode only: a fair coin from the calling worker's generator. */
+bool braid__chaos_coin(void);
 
 /* Monotonic time, refreshed by the I/O thread on every loop (at least every
    few ms while a worker is busy): for dumps, never for deadlines. */

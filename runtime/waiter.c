@@ -20,7 +20,10 @@
  * Solo waiters (waiter.h, braid__waiter_claim_locked): a party holding
  * the wait-list lock decides them with plain moves; every cancellation
  * claim of one (braid_cancel, and ours below) holds coro->lk, runs
- * braid__asym_heavy and waits out coro->claiming first.
+ * braid__asym_heavy and waits out coro->claiming first.  Their park is
+ * lock-ordered (parked_solo): the same plain-move section on the park
+ * word, so braid_cancel also wakes under coro->lk.  Model:
+ * tests/model/asym.pml, SOLO_CLAIM and SOLO_PARK.
  *
  * Timers: a coroutine with a deadline arms w->timer (its callback claims
  * -ETIMEDOUT); braid__timer_stop on the way out guarantees the callback is
@@ -35,14 +38,7 @@
 
 void braid__waiter_init(braid__waiter *w, const char *what, const void *obj)
 {
-    atomic_init(&w->state, BRAID__WAITING);
-    atomic_init(&w->park, 0);
-    w->coro = braid__current();
-    w->timer.slot = 0;
-    w->what = what;
-    w->obj = obj;
-    w->nocancel = false;
-    w->solo = false;
+    braid__waiter_init_as(w, braid__current(), what, obj);
 }
 
 void braid__waiter_wake(braid__waiter *w, braid__batch *b)
@@ -82,6 +78,43 @@ static void parked(braid__worker *self, void *arg)
         return;
     braid__tsan_acquire(&w->park);
     braid__ready(w->coro);      /* the wake came first */
+}
+
+/* The same for a solo waiter whose list lock (w->held) the coroutine kept
+   across the switch.  Lock-ordered parking: every channel party reaches
+   the waiter through its node, under that lock, so none can claim it
+   before the park word says 1; only a canceller can race with us here,
+   and it holds coro->lk and runs braid__asym_heavy, then waits out
+   claiming, and wakes under lk (braid_cancel).  So with braid__asym the
+   word moves with plain moves inside claiming, as a party's plain claim
+   does (waiter.h): a canceller either finished before (its wake left 2:
+   we ready ourselves), or waits for us, or comes later and finds 1.  No
+   locked instruction on the park of a blocked channel call. */
+static void parked_solo(braid__worker *self, void *arg)
+{
+    (void)self;
+    braid__waiter *w = arg;
+    braid__coro *c = w->coro;
+    braid__spin *held = w->held;
+    uint32_t v = 0;
+    if (braid__asym) {
+        st_relaxed(&c->claiming, 1);
+        braid__asym_light();
+        if (likely(!ld_acquire(&c->lk.v))) {
+            v = ld_relaxed(&w->park);
+            if (v == 0) st_relaxed(&w->park, 1);
+            st_release(&c->claiming, 0);
+            goto out;
+        }
+        st_release(&c->claiming, 0);
+    }
+    atomic_compare_exchange_strong_explicit(&w->park, &v, 1,
+            memory_order_acq_rel, memory_order_acquire);
+out:
+    braid__spin_unlock(held);   /* w may be gone from here on if v == 0 */
+    if (v == 0) return;
+    braid__tsan_acquire(&w->park);
+    braid__ready(c);            /* a canceller's wake came first */
 }
 
 static void on_timer(braid__timer *t, braid__batch *b)
@@ -129,7 +162,7 @@ static void coro_wait(braid__waiter *w, braid__coro *me)
     __atomic_store_n(&me->wait_obj, w->obj, __ATOMIC_RELAXED);
     __atomic_store_n(&me->since, braid__coarse_now(), __ATOMIC_RELAXED);
     st_relaxed(&me->state, CORO_BLOCKED);
-    braid__park(parked, w);
+    braid__park(w->held ? parked_solo : parked, w);
     braid__tsan_acquire(&w->park);
 }
 
@@ -138,6 +171,7 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     if (deadline < BRAID_FOREVER) deadline = 0;   /* any other negative: past */
     braid__coro *me = w->coro;
     BRAID_ASSERT(!w->solo || deadline == BRAID_FOREVER);
+    BRAID_ASSERT(!w->held || w->solo);
     bool mine = false, armed = false;
     bool cancellable = me && !w->nocancel && !me->nocancel;
     if (cancellable) {
@@ -167,10 +201,12 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
         armed = braid__timer_start(&w->timer, deadline, on_timer) == 0;
         if (!armed) braid__source_del();
     }
-    if (!mine) {
-        if (me) {
-            coro_wait(w, me);
-        } else {
+    if (!mine && me) {
+        coro_wait(w, me);       /* releases w->held once off the stack */
+    } else {
+        if (w->held)
+            braid__spin_unlock(w->held);
+        if (!mine) {
             braid__source_add();
             thread_wait(w, deadline);
             braid__source_del();

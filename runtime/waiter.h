@@ -18,8 +18,12 @@
  * the waker came first (saw 0), the parking side sees 2 and readies itself.
  * So a coroutine is never made runnable while it still runs.  A waker
  * that loads 1 skips the exchange: only the winner of the claim moves the
- * word on from 1, so nothing can race with it there.  Threads
- * sleep on the same word with a futex.  The exchange is acq_rel: what the
+ * word on from 1, so nothing can race with it there.  A solo waiter
+ * (chan.c) parks lock-ordered, as Go's gopark does: it keeps its wait
+ * list's lock (w->held) across the switch, and the deferred action sets
+ * the word with plain moves before unlocking (waiter.c, parked_solo), so
+ * a channel peer always finds 1 and no locked instruction is spent.
+ * Threads sleep on the same word with a futex.  The exchange is acq_rel: what the
  * waker wrote before waking is visible to the woken party.
  *
  * Memory: a waiter lives on the waiting party's stack.  Wait lists are
@@ -53,6 +57,12 @@ typedef struct braid__waiter {
                                   cancellation decide it (see
                                   braid__waiter_claim_locked); set before
                                   the node is published */
+    braid__spin *held;         /* solo only, or NULL: the lock of that list,
+                                  which the caller still holds when it calls
+                                  braid__waiter_wait; released once the
+                                  coroutine is off its stack (lock-ordered
+                                  parking, see waiter.c) or before a thread
+                                  sleeps or the wait returns undecided-free */
 } braid__waiter;
 
 /* A wait-list entry: a waiter may be linked on several lists (select).
@@ -99,6 +109,22 @@ static inline braid__wnode *braid__wlist_pop(braid__wlist *l)
 /* Prepare w for the calling coroutine or thread.  what/obj name the wait
    in dumps. */
 void braid__waiter_init(braid__waiter *w, const char *what, const void *obj);
+
+/* The same for a caller that knows its coroutine (braid__current(); NULL
+   on a plain thread): saves the accessor call on hot paths. */
+static inline void braid__waiter_init_as(braid__waiter *w, braid__coro *me,
+                                         const char *what, const void *obj)
+{
+    atomic_init(&w->state, BRAID__WAITING);
+    atomic_init(&w->park, 0);
+    w->coro = me;
+    w->timer.slot = 0;
+    w->what = what;
+    w->obj = obj;
+    w->nocancel = false;
+    w->solo = false;
+    w->held = NULL;
+}
 
 /* Try to decide w's outcome; true if this caller won. */
 static inline bool braid__waiter_claim(braid__waiter *w, int outcome)
@@ -168,7 +194,7 @@ void braid__waiter_wake(braid__waiter *w, braid__batch *b);
 bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);
 
 /* Park until w is decided and woken.  The caller has linked w's nodes and
-   dropped its locks.  A future deadline arms w->timer (-ETIMEDOUT);
+   dropped its locks, except w->held (solo waiters), which this releases.  A future deadline arms w->timer (-ETIMEDOUT);
    deadline <= now decides -ETIMEDOUT at once; braid_cancel decides
    -ECANCELED (at once if the coroutine is already cancelled).  Returns the
    outcome.  The caller then unlinks its nodes (under the list lock) unless

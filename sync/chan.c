@@ -48,7 +48,11 @@
  *
  * Lock discipline: ch->lock is a spinlock held for a few loads, stores
  * and one element copy; nothing blocks or allocates beyond a segment under
- * it.  braid_select holds several channel locks at once, taken in address
+ * it.  One exception in time, not in work: a solo waiter (no deadline, one
+ * node) keeps ch->lock from linking its node until it is off its stack;
+ * the deferred action of its park (waiter.c, parked_solo) marks it parked
+ * and unlocks, on the next context of the same worker before that runs any
+ * coroutine code, so nothing between can take a channel lock.  braid_select holds several channel locks at once, taken in address
  * order.  Lock order: ch->lock < coro->lk < timer and run-queue locks (the
  * waiter takes those when claimed or woken under ch->lock).
  *
@@ -322,19 +326,29 @@ void braid__chan_leave(braid__chan *ch, braid__wnode *node, bool send)
 static int block(braid__chan *ch, void *elem, const void *handle, bool send,
                  int64_t deadline)
 {
+    braid__coro *me = braid__current();
     int r = braid__chan_past(deadline) ? -EAGAIN
-          : braid__cancel_pending() ? -ECANCELED : 0;
+          : me && !me->nocancel && ld_relaxed(&me->cancelled) ? -ECANCELED
+          : 0;
     if (r) {
         braid__spin_unlock(&ch->lock);
         return r;
     }
     braid__waiter w;
     braid__wnode node = { .w = &w, .elem = elem, .data = (uintptr_t)handle };
-    braid__waiter_init(&w, send ? "chan send" : "chan recv", ch);
+    braid__waiter_init_as(&w, me, send ? "chan send" : "chan recv", ch);
     w.solo = deadline == BRAID_FOREVER;
     braid__chan_enqueue(ch, &node, send);
-    braid__spin_unlock(&ch->lock);
-    braid__chaos_point();       /* a peer may decide us before we park */
+    /* A solo waiter keeps ch->lock until it is off its stack (waiter.c,
+       parked_solo): no peer can reach it half-parked.  Chaos mode takes
+       the other way now and then: unlock, maybe yield, and let a peer
+       decide us before we park. */
+    if (w.solo && !(unlikely(braid__chaos) && braid__chaos_coin())) {
+        w.held = &ch->lock;
+    } else {
+        braid__spin_unlock(&ch->lock);
+        braid__chaos_point();
+    }
 
     r = braid__waiter_wait(&w, deadline);
     if (r < 0)                  /* timed out or cancelled: our pin is ours */

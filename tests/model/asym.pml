@@ -2,7 +2,7 @@
  * asym.pml - the two asymmetric Dekker protocols (braid__asym_light /
  * braid__asym_heavy, runtime/common.h) under x86-TSO, for spin.
  *
- * Select the protocol with -DNEXT_SLOT or -DSOLO_CLAIM:
+ * Select the protocol with -DNEXT_SLOT, -DSOLO_CLAIM or -DSOLO_PARK:
  *
  *  NEXT_SLOT   the worker's next slot (runtime/sched.c, "owner and
  *              thieves"; owner_enter/owner_leave, thief_enter/thief_leave).
@@ -26,6 +26,17 @@
  *                      spin_unlock) and the waiter's own self-cancel in
  *                      braid__waiter_wait (runtime/waiter.c: the same
  *                      sequence); both hold coro->lk.
+ *
+ *  SOLO_PARK   the lock-ordered park of a solo waiter (runtime/waiter.c,
+ *              parked_solo; sync/chan.c block keeps ch->lock, w->held)
+ *    proctype parker     the deferred action after the switch: the park
+ *                      word with plain moves inside claiming (or a CAS
+ *                      while lk is held), then unlock ch->lock; readies
+ *                      itself if a canceller's wake came first.
+ *    proctype party      a channel peer: lock ch->lock, claim as in
+ *                      SOLO_CLAIM, unlock, braid__waiter_wake.
+ *    proctype canceller  braid_cancel: lk, heavy, wait out claiming,
+ *                      claim, braid__waiter_wake, unlock lk.
  *
  * The memory model (x86-TSO): every thread has a FIFO store buffer (depth
  * BUFD); st() appends to it, ld() reads the newest own buffered store to
@@ -53,6 +64,9 @@
  *              by a thief; none lost, none duplicated.  Checked at every
  *              take (never twice) and when nothing can move (taken once, or
  *              still in the slot, with all buffers drained).
+ *  SOLO_PARK   one party or canceller decides the waiter and the
+ *              coroutine is readied exactly once (checked at every ready,
+ *              and when nothing can move).
  *  SOLO_CLAIM  at most one of party / cancellers decides the waiter (checked
  *              at every win), and when all are done exactly one has, and
  *              w->state holds the winner's outcome.
@@ -64,6 +78,10 @@
  *  -DBUG_NO_WAIT    the thief ignores busy (exchanges the slot anyway);
  *                   the canceller does not wait for claiming == 0 (CASes at
  *                   once): it races the plain read-modify-write in flight.
+ *  -DBUG_NO_HELD    (SOLO_PARK) the parker unlocks ch->lock before it
+ *                   parks: a peer's wake races its plain park store.
+ *  -DBUG_WAKE_UNLOCKED  (SOLO_PARK) braid_cancel wakes after unlocking lk
+ *                   (as it did before lock-ordered parking).
  *
  * Sizes: NEXT_SLOT: -DTHIEVES (1 or 2), -DOPS (owner operations), -DSTEALS
  * (attempts per thief).  SOLO_CLAIM: -DCANCELLERS (1 or 2), -DPARTIES (1 or
@@ -105,8 +123,22 @@
 #define WAITING 0               /* BRAID__WAITING */
 #define PARTY_OUT 1             /* the party's outcome */
 #define CANCELED 2              /* -ECANCELED */
+#elif defined(SOLO_PARK)
+#ifndef CANCELLERS
+#define CANCELLERS 1
+#endif
+#define NT (2 + CANCELLERS)     /* parker 0, party 1, then cancellers */
+#define NLOC 5
+#define STATE 0                 /* w->state */
+#define CLAIMING 1              /* coro->claiming */
+#define LK 2                    /* coro->lk.v */
+#define LLOCK 3                 /* the wait-list lock (ch->lock), w->held */
+#define PARK 4                  /* w->park: 0 running, 1 parked, 2 woken */
+#define WAITING 0
+#define PARTY_OUT 1
+#define CANCELED 2
 #else
-#error "select a protocol: -DNEXT_SLOT or -DSOLO_CLAIM"
+#error "select a protocol: -DNEXT_SLOT, -DSOLO_CLAIM or -DSOLO_PARK"
 #endif
 
 byte mem[NLOC];                 /* memory */
@@ -463,3 +495,164 @@ end_monitor:
 }
 
 #endif /* SOLO_CLAIM */
+
+/* ======================================================================= */
+#ifdef SOLO_PARK
+
+byte wins;                      /* ghost: claims that won */
+byte readied;                   /* ghost: times the coroutine was readied */
+
+inline won() {
+    d_step { wins++; assert(wins == 1) }
+}
+
+inline ready() {
+    d_step { readied++; assert(readied == 1) }
+}
+
+/* braid__waiter_wake(w) of a coroutine: load the park word; unless it says
+   parked (1), exchange in 2 and ready only if that saw 1. */
+inline wake() {
+    ld(PARK, r);                        /* acquire */
+    if
+    :: r == 1 -> ready()
+    :: else ->
+        xchg(PARK, 2, r);
+        if
+        :: r == 1 -> ready()
+        :: else                         /* it readies itself */
+        fi
+    fi
+}
+
+/* The blocked coroutine: block() linked its node and kept ch->lock (the
+   model starts with LLOCK held); after the switch, parked_solo
+   (runtime/waiter.c) settles the park word, then unlocks ch->lock. */
+proctype parker()
+{
+    byte me = 0;
+    byte r, j, v;
+    bit ok;
+
+#ifdef BUG_NO_HELD
+    st(LLOCK, 0);                       /* unlock before parking */
+#endif
+    st(CLAIMING, 1);
+    /* braid__asym_light: compiler barrier */
+    ld(LK, r);                          /* acquire */
+    if
+    :: r == 0 ->
+        ld(PARK, v);
+        if
+        :: v == 0 -> st(PARK, 1)
+        :: else
+        fi;
+        st(CLAIMING, 0)                 /* release */
+    :: else ->
+        st(CLAIMING, 0);
+        cas(PARK, 0, 1, ok);
+        if
+        :: ok -> v = 0
+        :: else -> v = 2
+        fi
+    fi;
+#ifndef BUG_NO_HELD
+    st(LLOCK, 0);                       /* spin_unlock(w->held): release */
+#endif
+    if
+    :: v != 0 -> ready()                /* a canceller's wake came first */
+    :: else
+    fi;
+    r = 0; ok = 0;
+    finished++
+}
+
+/* A channel peer: finds the node under ch->lock, claims the solo waiter
+   (braid__waiter_claim_locked), unlocks, then wakes it (braid_send /
+   braid_recv). */
+proctype party()
+{
+    byte me = 1;
+    byte r, j;
+    bit ok, w;
+
+    spin_lock(LLOCK);
+    st(CLAIMING, 1);
+    ld(LK, r);
+    if
+    :: r == 0 ->
+        ld(STATE, r);
+        if
+        :: r == WAITING -> st(STATE, PARTY_OUT); w = 1; won()
+        :: else
+        fi;
+        st(CLAIMING, 0)
+    :: else ->
+        st(CLAIMING, 0);
+        cas(STATE, WAITING, PARTY_OUT, ok);
+        if
+        :: ok -> w = 1; won()
+        :: else
+        fi
+    fi;
+    st(LLOCK, 0);
+    if
+    :: w -> wake()
+    :: else
+    fi;
+    r = 0; ok = 0; w = 0;
+    finished++
+}
+
+/* braid_cancel (runtime/coro.c): spin_lock(lk); braid__asym_heavy; wait
+   out claiming; claim; wake under lk; spin_unlock(lk). */
+proctype canceller(byte me)
+{
+    byte r, j, hm;
+    bit ok;
+
+    spin_lock(LK);
+    heavy();
+    mem[CLAIMING] == 0;                 /* while (claiming) cpu_relax() */
+    cas(STATE, WAITING, CANCELED, ok);
+#ifdef BUG_WAKE_UNLOCKED
+    st(LK, 0);
+#endif
+    if
+    :: ok -> won(); wake()
+    :: else
+    fi;
+#ifndef BUG_WAKE_UNLOCKED
+    st(LK, 0);                          /* spin_unlock: release */
+#endif
+    r = 0; ok = 0;
+    finished++
+}
+
+init
+{
+    atomic {
+        mem[LLOCK] = 1;                 /* held by the parker */
+        run parker();
+        run party();
+        run canceller(2);
+#if CANCELLERS > 1
+        run canceller(3);
+#endif
+    }
+}
+
+/* When nothing can move: everyone done, all stores written back, the
+   waiter decided once and the coroutine readied exactly once. */
+active proctype monitor()
+{
+end_monitor:
+    timeout ->
+    d_step {
+        assert(finished == NT && BUFS_EMPTY);
+        assert(wins == 1 && readied == 1);
+        assert(mem[CLAIMING] == 0 && mem[LK] == 0 && mem[LLOCK] == 0)
+    }
+}
+
+#endif /* SOLO_PARK */

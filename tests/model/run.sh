@@ -120,13 +120,22 @@ check "chan broken: select evict wakes without claiming" fail chan.pml \
 check "chan broken: no unlink after timeout/cancel" fail chan.pml \
     "-DBUG_NO_UNLINK" "$SAFE" "-m100000 -w24"
 
-# ---- asym.pml: runtime/sched.c next slot, runtime/waiter.h solo claim ----
+# ---- asym.pml: runtime/sched.c next slot, runtime/waiter.h solo claim,
+# runtime/waiter.c solo park (parked_solo) ----
 check "asym next slot, 1 thief (TSO)" ok asym.pml \
     "-DNEXT_SLOT -DTHIEVES=1 -DOPS=4 -DSTEALS=3 -DBUFD=4" "$SAFE" "-m200000 -w24"
 check "asym next slot, 2 thieves (TSO)" ok asym.pml \
     "-DNEXT_SLOT -DTHIEVES=2 -DOPS=4 -DSTEALS=2 -DBUFD=4" "$SAFE" "-m200000 -w24"
 check "asym solo claim, 2 parties, 2 cancellers (TSO)" ok asym.pml \
     "-DSOLO_CLAIM -DPARTIES=2 -DCANCELLERS=2 -DBUFD=4" "$SAFE" "-m200000 -w24"
+check "asym solo park, party and 1 canceller (TSO)" ok asym.pml \
+    "-DSOLO_PARK -DCANCELLERS=1 -DBUFD=4" "$SAFE" "-m200000 -w24"
+check "asym solo park, party and 2 cancellers (TSO)" ok asym.pml \
+    "-DSOLO_PARK -DCANCELLERS=2 -DBUFD=3" "$SAFE" "-m200000 -w24"
+check "asym broken: parker unlocks ch->lock before parking" fail asym.pml \
+    "-DSOLO_PARK -DBUG_NO_HELD" "$SAFE" "-m200000 -w22"
+check "asym broken: canceller wakes after unlocking lk" fail asym.pml \
+    "-DSOLO_PARK -DBUG_WAKE_UNLOCKED" "$SAFE" "-m200000 -w22"
 check "asym broken: thief without membarrier" fail asym.pml \
     "-DNEXT_SLOT -DBUG_NO_HEAVY" "$SAFE" "-m200000 -w22"
 check "asym broken: thief ignores busy" fail asym.pml \
