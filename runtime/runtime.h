@@ -91,7 +91,8 @@ struct braid__worker {
        switch count last seen, and since when it has not moved. */
     _Atomic uint64_t seen_switches;
     _Atomic int64_t seen_since;
-    uint64_t mon_switches;         /* I/O thread only: same, per monitor */
+    uint64_t mon_switches;         /* I/O thread only: the same for the */
+    int64_t mon_since;             /* monitor (braid__sched_monitor) */
     uint64_t id_next, id_end;      /* owner: block of coroutine ids */
     pthread_t thread;
     void *altstack;

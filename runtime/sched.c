@@ -1121,12 +1121,23 @@ int64_t braid__sched_monitor(int64_t now)
     atomic_fetch_add(&braid__rt.moves, 1);  /* odd: see the deadlock rule */
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
-        if (ld_relaxed(&v->idle)) continue;  /* asleep */
+        if (ld_relaxed(&v->idle)) {     /* asleep */
+            v->mon_since = 0;
+            continue;
+        }
         busy = true;
+        /* Stuck: no switch for MONITOR_NS by our clock.  The monitor runs
+           on every loop of the I/O thread, often microseconds apart, and
+           comparing counts between two calls once took a worker that had
+           spawned ten children without switching for stuck. */
         uint64_t sw = ld_relaxed(&v->switches);
-        if (sw == v->mon_switches)
+        if (sw != v->mon_switches || !v->mon_since) {
+            v->mon_switches = sw;
+            v->mon_since = now;
+        } else if (now - v->mon_since >= MONITOR_NS) {
             drain_stuck(v, &b);
-        v->mon_switches = sw;
+            v->mon_since = now;
+        }
     }
     if (b.n) {
         for (braid__coro *c = b.head; c; c = c->link) braid__tsan_release(c);
