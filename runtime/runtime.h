@@ -50,6 +50,8 @@
    queue after 50 us (the monitor takes over from a worker stuck in a
    system call, after MONITOR_NS). */
 #define STILL_NS 50000
+#define NAP_NS (STILL_NS / 2)  /* an idle worker's pause before it looks
+                                  again at work it cannot take (sched.c) */
 
 struct braid__worker {
     /* Owner only. */

@@ -871,6 +871,39 @@ static void park_worker(braid__worker *w)
     braid__poller_kick(braid_now() + MONITOR_NS);
 }
 
+/* Work that a steal round would take now: the global queue, spawns, held
+   spawners, a long ring, or a short one whose owner has not switched since
+   our last look (it may be stuck: the still rule takes it after STILL_NS).
+   What is left - the short ring or next slot of an owner that keeps
+   switching - its owner runs in a moment. */
+static bool work_now(braid__worker *w)
+{
+    if (ld_relaxed(&braid__rt.gq_n)) return true;
+    for (unsigned i = 0; i < braid__rt.nworkers; i++) {
+        braid__worker *v = braid__rt.workers[i];
+        if (v == w) continue;
+        if (braid__deq_size(&v->spawns) || ld_relaxed(&v->held) ||
+            ck_ring_size(&v->ring) >= STEAL_SHORT)
+            return true;
+        if ((ck_ring_size(&v->ring) || ld_relaxed(&v->next)) &&
+            ld_relaxed(&v->switches) == ld_relaxed(&v->seen_switches))
+            return true;
+    }
+    return false;
+}
+
+/* Only work that its busy owner will run is about: look again in a while
+   instead of at once.  A thief polling at full speed reads the owner's
+   hottest lines (switch counter, next slot, ring indices) every
+   microsecond, and every such read costs the owner a cache miss on its
+   next store: cap 0 4P4C ran at half the speed of one worker. */
+static void nap(braid__worker *w)
+{
+    _Atomic uint32_t word = 0;
+    (void)w;
+    braid__futex_wait(&word, 0, braid_now() + NAP_NS);
+}
+
 /* Find a coroutine for w, sleeping if there is none.  NULL: stop. */
 static braid__coro *find_runnable(braid__worker *w)
 {
@@ -905,8 +938,11 @@ static braid__coro *find_runnable(braid__worker *w)
         }
         idle_push(w);
         atomic_thread_fence(memory_order_seq_cst);  /* pairs with wakep */
-        if (any_work() && idle_remove(w))
+        if (any_work() && idle_remove(w)) {
+            if (!work_now(w))
+                nap(w);
             continue;
+        }
         if (braid__sched_all_idle())
             braid__poller_idle();   /* the sockets are the I/O thread's now */
         park_worker(w);
