@@ -232,6 +232,22 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     return ld_acquire(&w->state);
 }
 
+int braid__waiter_wait_solo(braid__waiter *w)
+{
+    braid__coro *me = w->coro;
+    st_relaxed(&me->waiter, w);
+    braid__asym_light();
+    if (unlikely(ld_relaxed(&me->cancelled)))
+        return braid__waiter_wait(w, BRAID_FOREVER);
+    coro_wait(w, me);
+    st_relaxed(&me->waiter, NULL);
+    braid__asym_light();
+    while (ld_acquire(&me->lk.v))       /* a canceller may hold w */
+        braid__cpu_relax();
+    __atomic_store_n(&me->wait_what, NULL, __ATOMIC_RELAXED);
+    return ld_acquire(&w->state);
+}
+
 /* ---- sleep ------------------------------------------------------------------ */
 
 BRAID_EXPORT int64_t braid_now(void)

@@ -201,6 +201,12 @@ bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);
    the winner already did. */
 int braid__waiter_wait(braid__waiter *w, int64_t deadline);
 
+/* braid__waiter_wait(w, BRAID_FOREVER) for the hot case of a channel call:
+   a cancellable coroutine's solo waiter with w->held, under braid__asym.
+   The same protocol, without the branches for deadlines, threads and
+   uncancellable scopes. */
+int braid__waiter_wait_solo(braid__waiter *w);
+
 /* An uncancellable scope for the calling coroutine (nests): waits inside
    it ignore braid_cancel (the flag stays set for later calls).  For
    cleanup that must complete: relocking after a cond wait, waiting for a

@@ -350,7 +350,8 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
         braid__chaos_point();
     }
 
-    r = braid__waiter_wait(&w, deadline);
+    r = w.held && braid__asym && me && !me->nocancel
+      ? braid__waiter_wait_solo(&w) : braid__waiter_wait(&w, deadline);
     if (r < 0)                  /* timed out or cancelled: our pin is ours */
         braid__chan_leave(ch, &node, send);
     return r < 0 ? r : braid__chan_result(r);
