@@ -153,12 +153,44 @@ void braid__poller_idle(void)
     braid__poller_wake();
 }
 
-/* Take what netfd has ready (at most max events) into b. */
-static int net_take(struct epoll_event *ev, int max, braid__batch *b)
+/* epoll_pwait2 on fd for at most ns (> 0); -1 with errno ENOSYS where the
+   kernel (or a seccomp filter) lacks it. */
+static int pwait_ns(int fd, struct epoll_event *ev, int max, int64_t ns)
 {
+#ifdef SYS_epoll_pwait2
+    struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+    int n = (int)syscall(SYS_epoll_pwait2, fd, ev, max, &ts, NULL, 0);
+    if (n < 0 && errno == EPERM)
+        errno = ENOSYS;
+    return n;
+#else
+    (void)fd, (void)ev, (void)max, (void)ns;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static _Atomic int nap_pwait2 = 1;      /* workers: 0 once it failed */
+
+/* Take what netfd has ready (at most max events) into b, waiting up to
+   wait_ns for the first (0: not at all).  -ENOSYS: cannot wait so finely
+   here (nothing taken). */
+static int net_take_wait(struct epoll_event *ev, int max, braid__batch *b,
+                         int64_t wait_ns)
+{
+    if (wait_ns > 0 && !ld_relaxed(&nap_pwait2))
+        return -ENOSYS;
     pthread_rwlock_rdlock(&P.reg);      /* stop closes netfd exclusively */
-    int n = ld_relaxed(&P.epoch) && P.netfd >= 0
-          ? epoll_wait(P.netfd, ev, max, 0) : 0;
+    int n = 0;
+    if (ld_relaxed(&P.epoch) && P.netfd >= 0) {
+        n = wait_ns > 0 ? pwait_ns(P.netfd, ev, max, wait_ns)
+                        : epoll_wait(P.netfd, ev, max, 0);
+        if (n < 0 && errno == ENOSYS) {
+            st_relaxed(&nap_pwait2, 0);
+            pthread_rwlock_unlock(&P.reg);
+            return -ENOSYS;
+        }
+    }
     pthread_rwlock_unlock(&P.reg);
     for (int i = 0; i < n; i++) {
         uint64_t d = ev[i].data.u64;
@@ -168,13 +200,21 @@ static int net_take(struct epoll_event *ev, int max, braid__batch *b)
     return n < 0 ? 0 : n;
 }
 
-int braid__poller_poll(braid__batch *b)
+static int net_take(struct epoll_event *ev, int max, braid__batch *b)
+{
+    return net_take_wait(ev, max, b, 0);
+}
+
+int braid__poller_poll(braid__batch *b, int64_t wait_ns)
 {
     struct epoll_event ev[64];
     if (!ld_relaxed(&P.epoch))
-        return 0;
+        return wait_ns > 0 ? -ENOSYS : 0;
     st_relaxed(&P.last_poll, braid_now());
-    return net_take(ev, 64, b);
+    int n = net_take_wait(ev, 64, b, wait_ns);
+    if (wait_ns > 0)        /* it polled until now */
+        st_relaxed(&P.last_poll, braid_now());
+    return n;
 }
 
 /* I/O thread: arm or disarm netfd in epfd (see the top of the file). */

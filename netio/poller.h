@@ -14,8 +14,11 @@ void braid__poller_stop(void);    /* joins the thread, closes its fds */
 /* A worker with nothing to run takes the readiness the kernel already
    has (epoll_wait with timeout 0, as Go's findrunnable polls): waiters it
    completes go to b, for that worker to run, without the hop through the
-   I/O thread and a parked worker's futex.  Returns the events seen. */
-int braid__poller_poll(braid__batch *b);
+   I/O thread and a parked worker's futex.  Returns the events seen.
+   wait_ns > 0: wait that long for the first event (a worker's nap, sched.c);
+   -ENOSYS when the kernel cannot (no epoll_pwait2, or the runtime's I/O
+   thread is not running): the caller sleeps another way. */
+int braid__poller_poll(braid__batch *b, int64_t wait_ns);
 /* The last worker to park calls this: the I/O thread then watches the
    sockets itself (poller.c). */
 void braid__poller_idle(void);

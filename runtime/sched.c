@@ -842,10 +842,16 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 
 /* Coroutines whose I/O is ready, completed by w itself: the first to run
    now, the rest to w's ring (another worker is woken to share them). */
-static braid__coro *poll_io(braid__worker *w)
+static braid__coro *poll_io(braid__worker *w, int64_t wait_ns)
 {
     braid__batch b = BRAID__BATCH_INIT;
-    if (braid__poller_poll(&b) <= 0 || !b.n)
+    int n = braid__poller_poll(&b, wait_ns);
+    if (n == -ENOSYS) {         /* cannot wait there: just sleep */
+        _Atomic uint32_t word = 0;
+        braid__futex_wait(&word, 0, braid_now() + wait_ns);
+        return NULL;
+    }
+    if (n <= 0 || !b.n)
         return NULL;
     braid__coro *first = b.head;
     for (braid__coro *c = first->link, *nx; c; c = nx) {
@@ -896,12 +902,12 @@ static bool work_now(braid__worker *w)
    instead of at once.  A thief polling at full speed reads the owner's
    hottest lines (switch counter, next slot, ring indices) every
    microsecond, and every such read costs the owner a cache miss on its
-   next store: cap 0 4P4C ran at half the speed of one worker. */
-static void nap(braid__worker *w)
+   next store: cap 0 4P4C ran at half the speed of one worker.  The nap is
+   a wait on the sockets, so a request that arrives meanwhile is served at
+   once; what it readies runs first. */
+static braid__coro *nap(braid__worker *w)
 {
-    _Atomic uint32_t word = 0;
-    (void)w;
-    braid__futex_wait(&word, 0, braid_now() + NAP_NS);
+    return poll_io(w, NAP_NS);
 }
 
 /* Find a coroutine for w, sleeping if there is none.  NULL: stop. */
@@ -925,7 +931,7 @@ static braid__coro *find_runnable(braid__worker *w)
                 for (int i = 0; i < 64; i++) braid__cpu_relax();
         }
         if (!c)
-            c = poll_io(w);
+            c = poll_io(w, 0);
         if (c) {
             stop_spinning(w);
             return c;
@@ -939,8 +945,8 @@ static braid__coro *find_runnable(braid__worker *w)
         idle_push(w);
         atomic_thread_fence(memory_order_seq_cst);  /* pairs with wakep */
         if (any_work() && idle_remove(w)) {
-            if (!work_now(w))
-                nap(w);
+            if (!work_now(w) && (c = nap(w)))
+                return c;
             continue;
         }
         if (braid__sched_all_idle())
