@@ -286,7 +286,6 @@ static void exited(braid__worker *w, void *arg)
 #endif
     braid__stack_put(w->stacks, &c->stack);
     c->stack.lo = NULL;
-    st_relaxed(&w->completed, ld_relaxed(&w->completed) + 1);
     if (unlikely(c->flags & CORO_MAIN)) braid__main_done(c);
     if (c->flags & CORO_DETACHED)
         braid__coro_free(w->coros, c);
@@ -315,6 +314,11 @@ void braid__coro_run(braid__coro *c)
         c->result = c->fn(c->arg);
     check_redzone(c);
     st_relaxed(&c->state, CORO_DONE);
+    /* Counted before a joiner can wake: once braid_join returned, the
+       child is not in braid_stats.live any more, whichever worker it ran
+       on (its exit finishes on that worker after the switch). */
+    braid__worker *w = braid__worker_self();
+    st_relaxed(&w->completed, ld_relaxed(&w->completed) + 1);
     if (c->flags & CORO_DETACHED)       /* from its spawn: no joiner, ever */
         braid__coro_finish(c, exited);
     /* Claim under lk: a joiner that timed out takes lk before it returns,
