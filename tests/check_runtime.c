@@ -145,10 +145,18 @@ static void note_thread(void)
     }
 }
 
+/* Each leaf works until both workers have run one (or until
+   spread_deadline): the other worker has time to wake up and steal even
+   on a loaded machine, where a fixed amount of work per leaf was over
+   before it got a CPU. */
+static int64_t spread_deadline;
+
 static void *leaf_note(void *arg)
 {
     note_thread();
     for (volatile int i = 0; i < 200000; i++) ;
+    while (atomic_load(&nthreads) < 2 && braid_now() < spread_deadline)
+        for (volatile int i = 0; i < 1000; i++) ;
     return arg;
 }
 
@@ -161,6 +169,7 @@ static void steal_main(void *arg)
     ck_assert_int_eq(braid_join(t, &r, BRAID_FOREVER), 0);
     ck_assert_int_eq((long)r, 4096);
     braid_task *ts[64];
+    spread_deadline = braid_after((int64_t)2000 * 1000000);
     for (int i = 0; i < 64; i++) braid_spawn(&ts[i], leaf_note, NULL, NULL);
     for (int i = 0; i < 64; i++) braid_join(ts[i], NULL, BRAID_FOREVER);
     braid_stats s;
