@@ -125,9 +125,7 @@ static void on_timer(braid__timer *t, braid__batch *b)
 
 bool braid__cancel_pending(void)
 {
-    braid__coro *c = braid__current();
-    return c && !c->nocancel &&
-           atomic_load_explicit(&c->cancelled, memory_order_relaxed);
+    return braid__cancel_pending_as(braid__current());
 }
 
 void braid__nocancel_push(void)
@@ -164,6 +162,16 @@ static void coro_wait(braid__waiter *w, braid__coro *me)
     st_relaxed(&me->state, CORO_BLOCKED);
     braid__park(w->held ? parked_solo : parked, w);
     braid__tsan_acquire(&w->park);
+}
+
+/* The waiter leaves coro->waiter (braid__asym, see the top): clear it,
+   then wait until no canceller holds lk (one may still use the waiter). */
+static inline void unpublish_asym(braid__coro *me)
+{
+    st_relaxed(&me->waiter, NULL);
+    braid__asym_light();
+    while (ld_acquire(&me->lk.v))
+        braid__cpu_relax();
 }
 
 int braid__waiter_wait(braid__waiter *w, int64_t deadline)
@@ -218,10 +226,7 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline)
     }
     if (cancellable) {
         if (braid__asym) {
-            st_relaxed(&me->waiter, NULL);
-            braid__asym_light();
-            while (ld_acquire(&me->lk.v))   /* a canceller may hold w */
-                braid__cpu_relax();
+            unpublish_asym(me);
         } else {
             braid__spin_lock(&me->lk);
             st_relaxed(&me->waiter, NULL);
@@ -240,10 +245,7 @@ int braid__waiter_wait_solo(braid__waiter *w)
     if (unlikely(ld_relaxed(&me->cancelled)))
         return braid__waiter_wait(w, BRAID_FOREVER);
     coro_wait(w, me);
-    st_relaxed(&me->waiter, NULL);
-    braid__asym_light();
-    while (ld_acquire(&me->lk.v))       /* a canceller may hold w */
-        braid__cpu_relax();
+    unpublish_asym(me);
     __atomic_store_n(&me->wait_what, NULL, __ATOMIC_RELAXED);
     return ld_acquire(&w->state);
 }

@@ -23,8 +23,8 @@
  * list's lock (w->held) across the switch, and the deferred action sets
  * the word with plain moves before unlocking (waiter.c, parked_solo), so
  * a channel peer always finds 1 and no locked instruction is spent.
- * Threads sleep on the same word with a futex.  The exchange is acq_rel: what the
- * waker wrote before waking is visible to the woken party.
+ * Threads sleep on the same word with a futex.  The exchange is acq_rel:
+ * what the waker wrote before waking is visible to the woken party.
  *
  * Memory: a waiter lives on the waiting party's stack.  Wait lists are
  * protected by their owner's lock; a party other than the waiter touches a
@@ -61,8 +61,10 @@ typedef struct braid__waiter {
                                   which the caller still holds when it calls
                                   braid__waiter_wait; released once the
                                   coroutine is off its stack (lock-ordered
-                                  parking, see waiter.c) or before a thread
-                                  sleeps or the wait returns undecided-free */
+                                  parking, see waiter.c); when the caller
+                                  does not park (a plain thread, or a wait
+                                  decided at once), before it sleeps or
+                                  returns */
 } braid__waiter;
 
 /* A wait-list entry: a waiter may be linked on several lists (select).
@@ -194,11 +196,11 @@ void braid__waiter_wake(braid__waiter *w, braid__batch *b);
 bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);
 
 /* Park until w is decided and woken.  The caller has linked w's nodes and
-   dropped its locks, except w->held (solo waiters), which this releases.  A future deadline arms w->timer (-ETIMEDOUT);
-   deadline <= now decides -ETIMEDOUT at once; braid_cancel decides
-   -ECANCELED (at once if the coroutine is already cancelled).  Returns the
-   outcome.  The caller then unlinks its nodes (under the list lock) unless
-   the winner already did. */
+   dropped its locks, except w->held (solo waiters), which this releases.
+   A future deadline arms w->timer (-ETIMEDOUT); deadline <= now decides
+   -ETIMEDOUT at once; braid_cancel decides -ECANCELED (at once if the
+   coroutine is already cancelled).  Returns the outcome.  The caller then
+   unlinks its nodes (under the list lock) unless the winner already did. */
 int braid__waiter_wait(braid__waiter *w, int64_t deadline);
 
 /* braid__waiter_wait(w, BRAID_FOREVER) for the hot case of a channel call:
@@ -216,5 +218,12 @@ void braid__nocancel_pop(void);
 
 /* Would a blocking call of the current context be cancelled at once? */
 bool braid__cancel_pending(void);
+
+/* The same for a caller that knows its coroutine (NULL: a plain thread). */
+static inline bool braid__cancel_pending_as(const braid__coro *c)
+{
+    return c && !c->nocancel &&
+           atomic_load_explicit(&c->cancelled, memory_order_relaxed);
+}
 
 #endif

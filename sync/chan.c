@@ -52,7 +52,8 @@
  * node) keeps ch->lock from linking its node until it is off its stack;
  * the deferred action of its park (waiter.c, parked_solo) marks it parked
  * and unlocks, on the next context of the same worker before that runs any
- * coroutine code, so nothing between can take a channel lock.  braid_select holds several channel locks at once, taken in address
+ * coroutine code, so nothing between can take a channel lock.
+ * braid_select holds several channel locks at once, taken in address
  * order.  Lock order: ch->lock < coro->lk < timer and run-queue locks (the
  * waiter takes those when claimed or woken under ch->lock).
  *
@@ -328,8 +329,7 @@ static int block(braid__chan *ch, void *elem, const void *handle, bool send,
 {
     braid__coro *me = braid__current();
     int r = braid__chan_past(deadline) ? -EAGAIN
-          : me && !me->nocancel && ld_relaxed(&me->cancelled) ? -ECANCELED
-          : 0;
+          : braid__cancel_pending_as(me) ? -ECANCELED : 0;
     if (r) {
         braid__spin_unlock(&ch->lock);
         return r;
