@@ -173,25 +173,24 @@ static int pwait_ns(int fd, struct epoll_event *ev, int max, int64_t ns)
 static _Atomic int nap_pwait2 = 1;      /* workers: 0 once it failed */
 
 /* Take what netfd has ready (at most max events) into b, waiting up to
-   wait_ns for the first (0: not at all).  -ENOSYS: cannot wait so finely
-   here (nothing taken). */
+   wait_ns for the first (0: not at all).  -ENOSYS: it could not wait here
+   (no epoll_pwait2, or no netfd: the poller is stopping); nothing taken,
+   and the caller sleeps another way. */
 static int net_take_wait(struct epoll_event *ev, int max, braid__batch *b,
                          int64_t wait_ns)
 {
     if (wait_ns > 0 && !ld_relaxed(&nap_pwait2))
         return -ENOSYS;
     pthread_rwlock_rdlock(&P.reg);      /* stop closes netfd exclusively */
-    int n = 0;
-    if (ld_relaxed(&P.epoch) && P.netfd >= 0) {
-        n = wait_ns > 0 ? pwait_ns(P.netfd, ev, max, wait_ns)
-                        : epoll_wait(P.netfd, ev, max, 0);
-        if (n < 0 && errno == ENOSYS) {
-            st_relaxed(&nap_pwait2, 0);
-            pthread_rwlock_unlock(&P.reg);
-            return -ENOSYS;
-        }
-    }
+    bool open = ld_relaxed(&P.epoch) && P.netfd >= 0;
+    int n = !open ? 0 : wait_ns > 0 ? pwait_ns(P.netfd, ev, max, wait_ns)
+                                    : epoll_wait(P.netfd, ev, max, 0);
+    bool nosys = open && n < 0 && errno == ENOSYS;
     pthread_rwlock_unlock(&P.reg);
+    if (nosys)
+        st_relaxed(&nap_pwait2, 0);     /* the kernel lacks it */
+    if (wait_ns > 0 && (!open || nosys))
+        return -ENOSYS;
     for (int i = 0; i < n; i++) {
         uint64_t d = ev[i].data.u64;
         braid__fd_ready((int)(uint32_t)d, (uint32_t)(d >> 32),
@@ -208,8 +207,6 @@ static int net_take(struct epoll_event *ev, int max, braid__batch *b)
 int braid__poller_poll(braid__batch *b, int64_t wait_ns)
 {
     struct epoll_event ev[64];
-    if (!ld_relaxed(&P.epoch))
-        return wait_ns > 0 ? -ENOSYS : 0;
     st_relaxed(&P.last_poll, braid_now());
     int n = net_take_wait(ev, 64, b, wait_ns);
     if (wait_ns > 0)        /* it polled until now */

@@ -16,8 +16,8 @@ void braid__poller_stop(void);    /* joins the thread, closes its fds */
    completes go to b, for that worker to run, without the hop through the
    I/O thread and a parked worker's futex.  Returns the events seen.
    wait_ns > 0: wait that long for the first event (a worker's nap, sched.c);
-   -ENOSYS when the kernel cannot (no epoll_pwait2, or the runtime's I/O
-   thread is not running): the caller sleeps another way. */
+   -ENOSYS when it cannot wait there (no epoll_pwait2, or the sockets' set
+   is closed or not open yet): the caller sleeps another way. */
 int braid__poller_poll(braid__batch *b, int64_t wait_ns);
 /* The last worker to park calls this: the I/O thread then watches the
    sockets itself (poller.c). */
