@@ -276,6 +276,15 @@ static int loop_wait(struct epoll_event *ev, int64_t mon)
 {
     atomic_store(&P.sleep_until, SLEEP_UNKNOWN);
     atomic_thread_fence(memory_order_seq_cst);  /* pairs with kick */
+    /* The monitor said "all idle, no need to come back" before this fence;
+       a worker woken since then kicked while we were AWAKE, and that kick
+       was quiet (it counts on us re-reading the state here).  So look at
+       the workers again: one is busy, the monitor runs again soon.  (It
+       left a worker blocked in a system call undrained for as long as the
+       call took: 500 ms in check_runtime under TSan.)  A worker that
+       wakes after this load sees SLEEP_UNKNOWN and kicks for real. */
+    if (mon < 0 && !braid__sched_all_idle())
+        mon = braid_now() + POLL_STALE_NS;
     int64_t next = braid__timers_next();
     if (next >= 0)
         next += coalesce_ns;
