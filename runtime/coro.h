@@ -37,7 +37,10 @@ typedef struct braid__coro {
     braid__stack stack;          /* (owner) lo == NULL until the first run */
     size_t stack_size;           /* immutable: requested, rounded */
     void *(*fn)(void *);         /* immutable */
-    void *arg;                   /* immutable */
+    union {
+        void *arg;               /* immutable */
+        struct braid__coro *batch; /* free: next batch in the pool */
+    };
     void *result;                /* written before exit; read by the joiner
                                     after it saw done under lk */
     int saved_errno;             /* (owner) errno while switched out */
