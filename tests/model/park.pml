@@ -305,12 +305,19 @@ inline stop_spinning() {
 }
 
 /* braid__ready(c) from a coroutine running on me: exchange c into the
-   next slot; a displaced one goes to the ring, then wakep. */
+   next slot; a displaced one goes to the ring, then wakep_local.  That one
+   reads nspinning and npidle relaxed, without the fence, and may see them
+   stale (x86-TSO: our ring store still buffered): it may skip wakep when
+   the fenced one would wake.  Modelled as a free choice, so the safety
+   and liveness properties hold with no help from local wakeps. */
 inline ready_local() {
     d_step { ok = nxt[me]; nxt[me] = 1; queued = queued + 1 - ok };
     if
     :: d_step { ok -> ring[me]++; queued++; ok = 0 }
-       wakep()
+       if
+       :: wakep()
+       :: skip
+       fi
     :: else
     fi
 }
