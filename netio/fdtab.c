@@ -103,6 +103,8 @@ void braid__fd_fresh(braid__fdent *e, int nb, int kind)
     e->epoch = 0;      /* an old registration belonged to another file */
     st_relaxed(&e->nb, (uint8_t)nb);
     st_relaxed(&e->kind, (uint8_t)kind);
+    st_relaxed(&e->nodrain, 0);
+    st_relaxed(&e->stream, 0);
     braid__spin_unlock(&e->lk);
     if (b.n)
         braid__ready_batch(&b);
@@ -119,6 +121,8 @@ void braid__fd_retire(braid__fdent *e, int fd)
     e->epoch = 0;
     st_relaxed(&e->nb, 0);
     st_relaxed(&e->kind, FD_KIND_UNKNOWN);
+    st_relaxed(&e->nodrain, 0);
+    st_relaxed(&e->stream, 0);
     braid__spin_unlock(&e->lk);
     if (b.n)
         braid__ready_batch(&b);
@@ -206,6 +210,11 @@ void braid__fd_ready(int fd, uint32_t gen, uint32_t ev, braid__batch *b)
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         bits |= BRAID_WRITE;
     braid__spin_lock(&e->lk);
+    /* Any gen: a stale event only costs a skipped skip. */
+    if (ev & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        st_relaxed(&e->nodrain, 1);
+    if (bits & BRAID_READ)
+        st_release(&e->rseq, ld_relaxed(&e->rseq) + 1);
     if (ld_relaxed(&e->gen) == gen && e->epoch == braid__poller_epoch()) {
         if ((bits & BRAID_READ) && !wake_list(&e->readers, bits, 0, b))
             e->ready |= BRAID_READ;

@@ -10,6 +10,21 @@
  * their system call: never across a park, after which the coroutine may
  * run on another thread (and a cached &errno would be the old thread's).
  *
+ * Drained reads: a read of a SOCK_STREAM socket that comes back short
+ * emptied the receive queue (TCP and unix stream reads copy until the
+ * queue or the buffer runs out; they stop early only at an urgent mark or
+ * the end of the stream, and those raise nodrain below).  Anything that
+ * arrives after it raises a new edge, which the poller has not handled as
+ * long as the fd's rseq has not moved since just before that read.  So the
+ * next braid_read skips the syscall (it would return EAGAIN) and parks at
+ * once when its rseq is still the one saved with the short read (key
+ * `drained`, with the gen), and nodrain is clear: the edge still to come
+ * either finds it parked or leaves the ready bit it sees under lk.  A
+ * request/response server saves one of its three syscalls per request.
+ * Datagram and seqpacket sockets (a short read leaves the next message),
+ * pipes and everything else always make the syscall.  After a park that
+ * followed a skip, the next try is always a syscall.
+ *
  * SIGPIPE: sockets are written with send(MSG_NOSIGNAL); other fds (pipes)
  * with write() while SIGPIPE is blocked in the calling thread, and a
  * SIGPIPE that write raised is consumed with sigtimedwait before the mask
@@ -129,6 +144,23 @@ BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline)
     return r;
 }
 
+/* 1 if fd is a SOCK_STREAM socket, asked once per fd life. */
+NOINLINE static int is_stream(braid__fdent *e, int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    int s = ld_relaxed(&e->kind) != FD_KIND_OTHER &&
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+            type == SOCK_STREAM ? 1 : 2;
+    st_relaxed(&e->stream, (uint8_t)s);
+    return s == 1;
+}
+
+static inline uint64_t drained_key(uint32_t gen, uint32_t seq)
+{
+    return (uint64_t)(gen + 1) << 32 | seq;     /* gen even: never 0 */
+}
+
 BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline)
 {
     BRAID__FORK_GUARD();
@@ -139,11 +171,23 @@ BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline)
     int r = entry(fd, &e);
     if (r == 0)
         r = braid__fd_nonblock(e, fd);
+    bool may_skip = true;
     while (r == 0) {
         uint32_t gen = ld_relaxed(&e->gen);
-        ssize_t got = sys_read(fd, buf, n);
-        if (got != -EAGAIN)
-            return got;
+        uint32_t seq = ld_acquire(&e->rseq);
+        if (may_skip && ld_relaxed(&e->drained) == drained_key(gen, seq) &&
+            !ld_relaxed(&e->nodrain)) {
+            braid__count_read_skip();
+            may_skip = false;
+        } else {
+            ssize_t got = sys_read(fd, buf, n);
+            if (got > 0 && (size_t)got < n &&
+                (ld_relaxed(&e->stream) == 1 ||
+                 (!ld_relaxed(&e->stream) && is_stream(e, fd))))
+                st_relaxed(&e->drained, drained_key(gen, seq));
+            if (got != -EAGAIN)
+                return got;
+        }
         r = braid__fd_park(e, fd, gen, BRAID_READ, deadline, "fd read");
         if (r > 0)
             r = 0;

@@ -21,6 +21,18 @@
  *             the waiter wants).
  *   nb, kind  atomics written once per fd life: O_NONBLOCK set; socket or
  *             not (send(MSG_NOSIGNAL) vs write).
+ *   rseq      read events seen (any gen): bumped under lk by every event
+ *             with a read bit, stored with release; read without lk with
+ *             acquire (the drained-read rule, net.c).
+ *   nodrain   set under lk (relaxed, before the rseq release) by an event
+ *             that says a short read may leave something behind without a
+ *             new edge: urgent data (EPOLLPRI), end of stream or error
+ *             (EPOLLRDHUP, EPOLLHUP, EPOLLERR); cleared with a new gen.
+ *   drained   (gen + 1) << 32 | rseq, stored relaxed by a reader whose
+ *             read of a stream socket came back short, rseq read before
+ *             that read; 0: none.
+ *   stream    1 a SOCK_STREAM socket, 2 anything else, 0 not known yet;
+ *             cleared with a new gen.
  * Lock order: entry lk < epfd lock (poller.c) < scheduler locks (waking).
  * The I/O thread completes waiters under lk; a waiter unlinks its nodes
  * under lk before it returns, so nobody touches a node after that.
@@ -38,6 +50,10 @@ typedef struct braid__fdent {
     uint8_t ready;              /* lk */
     _Atomic uint8_t nb;         /* 1: O_NONBLOCK set (or known) */
     _Atomic uint8_t kind;       /* FD_KIND_* */
+    _Atomic uint8_t nodrain;    /* written under lk */
+    _Atomic uint8_t stream;     /* 0 unknown, 1 SOCK_STREAM, 2 other */
+    _Atomic uint32_t rseq;      /* written under lk */
+    _Atomic uint64_t drained;   /* see above */
     braid__wlist readers;       /* lk */
     braid__wlist writers;       /* lk */
 } braid__fdent;

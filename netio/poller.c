@@ -8,7 +8,8 @@
  * waiters; drain file submissions and reap io_uring completions; ready
  * everything woken in one batch; run braid__sched_monitor.
  *
- * Registrations are edge-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET),
+ * Registrations are edge-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|
+ * EPOLLET; EPOLLPRI for the drained-read rule of net.c),
  * one per fd, added by the first wait on the fd and removed by braid_close.
  * epoll data = gen << 32 | fd, so an event of an older generation is
  * dropped (fdtab.c).  The eventfd `efd` (level-triggered, data KICK_TAG)
@@ -99,7 +100,7 @@ long braid__poller_register(int fd, uint32_t gen)
     uint32_t epoch = ld_relaxed(&P.epoch);
     if (epoch) {
         struct epoll_event ev = {
-            .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+            .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
             .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd,
         };
         r = epoll_ctl(P.netfd, EPOLL_CTL_ADD, fd, &ev);

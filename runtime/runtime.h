@@ -89,6 +89,7 @@ struct braid__worker {
     _Atomic bool idle;                 /* written under rt.idle_lock */
     /* Counters: owner writes (relaxed), anyone reads. */
     _Atomic uint64_t switches, steals, parks, spawned, completed;
+    _Atomic uint64_t read_skips;   /* drained reads (netio/net.c) */
     /* Thieves' hint (relaxed; a torn pair only delays a steal): the
        switch count last seen, and since when it has not moved. */
     _Atomic uint64_t seen_switches;

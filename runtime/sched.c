@@ -1205,6 +1205,17 @@ int64_t braid__sched_monitor(int64_t now)
     return busy ? now + MONITOR_NS : -1;
 }
 
+void braid__count_read_skip(void)
+{
+    braid__worker *w = braid__worker_self();
+    if (w) bump(&w->read_skips, 1);
+}
+
+uint64_t braid__read_skips(void)
+{
+    return braid__sched_counter(offsetof(braid__worker, read_skips));
+}
+
 uint64_t braid__sched_counter(size_t off)
 {
     uint64_t s = 0;

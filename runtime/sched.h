@@ -83,4 +83,9 @@ bool braid__chaos_coin(void);
    few ms while a worker is busy): for dumps, never for deadlines. */
 int64_t braid__coarse_now(void);
 
+/* netio/net.c's drained reads: count one on the calling worker (plain
+   threads are not counted); the sum over the running workers. */
+void braid__count_read_skip(void);
+uint64_t braid__read_skips(void);
+
 #endif
