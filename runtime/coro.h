@@ -64,6 +64,9 @@ typedef struct braid__coro {
     uint32_t ticks;              /* (owner) next-slot runs in a row */
     uint32_t nocancel;           /* (owner) depth of uncancellable scopes */
     int16_t worker;              /* last worker that ran it, for dumps */
+    struct braid__worker *wk;    /* the worker it runs on: written by the
+                                    switch to it (sched.c switch_ctx), read
+                                    by itself while it runs */
 #ifdef BRAID_ASAN
     void *asan_fake;
 #endif

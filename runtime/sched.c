@@ -344,8 +344,30 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
     return first;
 }
 
-/* Next coroutine to run from w's own queues, or NULL.  Owner only. */
-static braid__coro *pick_local(braid__worker *w)
+static braid__coro *pick_local_slow(braid__worker *w);
+
+/* Next coroutine to run from w's own queues, or NULL.  Owner only.  The
+   common case of a hand-off inline: the next slot, with no held spawner,
+   no global-queue turn due, and the streak not spent or nothing else
+   here; everything else in pick_local_slow. */
+static inline braid__coro *pick_local(braid__worker *w)
+{
+    braid__coro *c;
+    unsigned t = w->tick + 1;
+    if (likely(ld_relaxed(&w->next) && t % GLOBAL_EVERY != 0 &&
+               !ld_relaxed(&w->held) && !ld_relaxed(&braid__rt.gq_woken)) &&
+        (w->streak < NEXT_STREAK ||
+         (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0)) &&
+        (c = next_swap(w, NULL))) {
+        w->tick = t;
+        w->streak++;
+        braid__tsan_acquire(c);
+        return c;
+    }
+    return pick_local_slow(w);
+}
+
+static __attribute__((noinline)) braid__coro *pick_local_slow(braid__worker *w)
 {
     braid__coro *c;
     if (unlikely(ld_relaxed(&w->held) != NULL) &&
@@ -449,7 +471,8 @@ static inline void wakep_local(void)
         wakep();
 }
 
-void braid__ready_on(braid__worker *w, braid__coro *c)
+static inline __attribute__((always_inline))
+void ready_on(braid__worker *w, braid__coro *c)
 {
     if (c->stack.lo) st_relaxed(&c->state, CORO_RUNNABLE);  /* else NEW */
     if (!w) {
@@ -475,9 +498,14 @@ void braid__ready_on(braid__worker *w, braid__coro *c)
     wakep_local();
 }
 
+void braid__ready_on(braid__worker *w, braid__coro *c)
+{
+    ready_on(w, c);
+}
+
 void braid__ready(braid__coro *c)
 {
-    braid__ready_on(braid__worker_self(), c);
+    ready_on(braid__worker_self(), c);
 }
 
 /* A new coroutine goes where braid__ready puts it.  Back-pressure: when
@@ -501,13 +529,13 @@ static void hold(braid__worker *w, void *arg)
 
 void braid__sched_push(braid__worker *w, braid__coro *c)
 {
-    braid__ready_on(w, c);
+    ready_on(w, c);
     if (!w || !w->cur) return;
     if (braid__deq_size(&w->spawns) >= BRAID__DEQ_SIZE * 3 / 4) {
         /* Sit out until the deque is down to a quarter (pick_local lets
            the spawner go): requeued at once, it would come back after
            three spawns (the ring's turn) and yield again. */
-        braid__park(hold, w->cur);
+        braid__park(w->cur, hold, w->cur);
         return;
     }
     if (ck_ring_size(&w->ring) >= RUNQ_SIZE * 3 / 4)
@@ -550,6 +578,20 @@ static void run_after(braid__worker *w)
     }
 }
 
+/* The worker that runs c, the running coroutine (or the one being
+   resumed): switch_ctx wrote it just before the switch, so no accessor
+   call.  TSan orders fibers of one thread only through the annotations on
+   the TLS accessor: there, the accessor. */
+static inline braid__worker *worker_of(braid__coro *c)
+{
+#ifdef BRAID_TSAN
+    (void)c;
+    return braid__worker_self();
+#else
+    return c->wk;
+#endif
+}
+
 /* Annotations and the register switch.  fromc/toc NULL mean the idle
    context.  dying: fromc never runs again. */
 static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
@@ -557,6 +599,7 @@ static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
 {
     braid__ctx *from = fromc ? &fromc->ctx : &w->idle_ctx;
     braid__ctx *to = toc ? &toc->ctx : &w->idle_ctx;
+    if (toc) toc->wk = w;
     bump(&w->switches, 1);
 #ifdef BRAID_ASAN
     void **fake = dying ? NULL : fromc ? &fromc->asan_fake : &w->idle_fake;
@@ -576,7 +619,7 @@ static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
 /* First thing a context does after being switched to. */
 static braid__worker *resumed(braid__coro *self)
 {
-    braid__worker *w = braid__worker_self();
+    braid__worker *w = self ? worker_of(self) : braid__worker_self();
 #ifdef BRAID_ASAN
     __sanitizer_finish_switch_fiber(self ? self->asan_fake : w->idle_fake,
                                     NULL, NULL);
@@ -630,10 +673,10 @@ static void switch_away(braid__worker *w, braid__coro *me, bool dying)
     switch_ctx(w, me, to, dying);
 }
 
-void braid__park(void (*after)(braid__worker *, void *), void *arg)
+void braid__park(braid__coro *me, void (*after)(braid__worker *, void *),
+                 void *arg)
 {
-    braid__worker *w = braid__worker_self();
-    braid__coro *me = w->cur;
+    braid__worker *w = worker_of(me);
     w->after = after;
     w->after_arg = arg;
     switch_away(w, me, false);
@@ -764,9 +807,8 @@ bool braid__sched_all_idle(void)
 }
 
 uint64_t braid__chaos;
-static _Atomic int64_t coarse_clock;
+_Atomic int64_t braid__coarse_clock;
 
-int64_t braid__coarse_now(void) { return ld_relaxed(&coarse_clock); }
 
 void braid__chaos_yield(void)
 {
@@ -1172,7 +1214,7 @@ int64_t braid__sched_monitor(int64_t now)
     if (!ld_acquire(&braid__rt.running) || ld_acquire(&braid__rt.stopping))
         return -1;
     bool busy = false;
-    st_relaxed(&coarse_clock, now);
+    st_relaxed(&braid__coarse_clock, now);
     braid__batch b = BRAID__BATCH_INIT;
     atomic_fetch_add(&braid__rt.moves, 1);  /* odd: see the deadlock rule */
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {

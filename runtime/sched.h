@@ -40,8 +40,9 @@ void braid__ready_batch(braid__batch *b);
 
 /* Switch the calling coroutine away.  Once it is off its stack, after(w,
    arg) runs on the same worker w (the deferred action: publish that it is
-   parked, release a lock).  Coroutine only. */
-void braid__park(void (*after)(braid__worker *, void *), void *arg);
+   parked, release a lock).  me: the calling coroutine.  Coroutine only. */
+void braid__park(braid__coro *me, void (*after)(braid__worker *, void *),
+                 void *arg);
 
 /* Deadlock detection: count something that can wake a coroutine from
    outside (an armed deadline, an I/O wait, a blocking-pool call, a thread
@@ -81,7 +82,11 @@ bool braid__chaos_coin(void);
 
 /* Monotonic time, refreshed by the I/O thread on every loop (at least every
    few ms while a worker is busy): for dumps, never for deadlines. */
-int64_t braid__coarse_now(void);
+extern _Atomic int64_t braid__coarse_clock;
+static inline int64_t braid__coarse_now(void)
+{
+    return atomic_load_explicit(&braid__coarse_clock, memory_order_relaxed);
+}
 
 /* netio/net.c's drained reads: count one on the calling worker (plain
    threads are not counted); the sum over the running workers. */

@@ -160,7 +160,7 @@ static void coro_wait(braid__waiter *w, braid__coro *me)
     __atomic_store_n(&me->wait_obj, w->obj, __ATOMIC_RELAXED);
     __atomic_store_n(&me->since, braid__coarse_now(), __ATOMIC_RELAXED);
     st_relaxed(&me->state, CORO_BLOCKED);
-    braid__park(w->held ? parked_solo : parked, w);
+    braid__park(me, w->held ? parked_solo : parked, w);
     braid__tsan_acquire(&w->park);
 }
 

@@ -101,10 +101,18 @@ static inline void braid__wlist_remove(braid__wlist *l, braid__wnode *n)
     l->n--;
 }
 
+/* Unlink and return the head, or NULL.  A popped node's next/prev are
+   stale: only linked nodes' links mean anything. */
 static inline braid__wnode *braid__wlist_pop(braid__wlist *l)
 {
     braid__wnode *n = l->head;
-    if (n) braid__wlist_remove(l, n);
+    if (n) {
+        braid__wnode *nx = n->next;
+        l->head = nx;
+        if (nx) nx->prev = NULL; else l->tail = NULL;
+        n->linked = false;
+        l->n--;
+    }
     return n;
 }
 
@@ -191,6 +199,21 @@ static inline bool braid__waiter_claim_cancel(braid__waiter *w)
    the coroutine is appended to b (the caller readies b after dropping its
    locks).  w must not be touched afterwards. */
 void braid__waiter_wake(braid__waiter *w, braid__batch *b);
+
+/* braid__waiter_wake(w, NULL), the parked-coroutine case inline (a
+   channel hand-off's wake). */
+static inline void braid__waiter_wake_now(braid__waiter *w)
+{
+    braid__coro *c = w->coro;
+    if (likely(c)) {
+        braid__tsan_release(&w->park);
+        if (atomic_load_explicit(&w->park, memory_order_acquire) == 1) {
+            braid__ready(c);
+            return;
+        }
+    }
+    braid__waiter_wake(w, NULL);
+}
 
 /* Claim with outcome and wake if won; returns whether it won. */
 bool braid__waiter_complete(braid__waiter *w, int outcome, braid__batch *b);

@@ -242,7 +242,8 @@ static void buf_drop(braid__chan *ch)
 
 /* Pop nodes off q until one whose waiter this caller wins (outcome: that
    node's index, OK); NULL if none.  ch->lock held. */
-static braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
+static inline __attribute__((always_inline))
+braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
 {
     braid__wnode *n;
 
@@ -255,8 +256,10 @@ static braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
     return NULL;
 }
 
-int braid__chan_try_send(braid__chan *ch, const void *elem,
-                         braid__waiter **wake)
+/* The non-blocking halves, inlined into braid_send / braid_recv (their
+   hot path) and wrapped for select.c. */
+static inline __attribute__((always_inline))
+int try_send(braid__chan *ch, const void *elem, braid__waiter **wake)
 {
     if (ch->rx_open == 0)
         return -EPIPE;
@@ -273,7 +276,8 @@ int braid__chan_try_send(braid__chan *ch, const void *elem,
     return r ? r : 1;
 }
 
-int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
+static inline __attribute__((always_inline))
+int try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
 {
     braid__wnode *n;
 
@@ -295,6 +299,17 @@ int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
         return 1;
     }
     return ch->tx_open == 0 ? -EPIPE : 0;
+}
+
+int braid__chan_try_send(braid__chan *ch, const void *elem,
+                         braid__waiter **wake)
+{
+    return try_send(ch, elem, wake);
+}
+
+int braid__chan_try_recv(braid__chan *ch, void *elem, braid__waiter **wake)
+{
+    return try_recv(ch, elem, wake);
 }
 
 /* ---- waiting ------------------------------------------------------------ */
@@ -324,7 +339,8 @@ void braid__chan_leave(braid__chan *ch, braid__wnode *node, bool send)
 /* Block the caller on ch (locked; unlocked on return) until a peer, a
    closer, the deadline or a cancel decides.  handle: the braid_tx/rx the
    call came through. */
-static int block(braid__chan *ch, void *elem, const void *handle, bool send,
+static inline __attribute__((always_inline))
+int block(braid__chan *ch, void *elem, const void *handle, bool send,
                  int64_t deadline)
 {
     braid__coro *me = braid__current();
@@ -398,13 +414,13 @@ BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
         braid__spin_unlock(&ch->lock);
         return 0;
     }
-    int r = tx->closed ? -EBADF : braid__chan_try_send(ch, elem, &wake);
+    int r = tx->closed ? -EBADF : try_send(ch, elem, &wake);
     if (r == 0)
         return block(ch, (void *)elem, tx, true, deadline);
     braid__spin_unlock(&ch->lock);
     if (wake) {
         braid__chaos_point();   /* the peer stays decided but parked */
-        braid__waiter_wake(wake, NULL);
+        braid__waiter_wake_now(wake);
     }
     return r < 0 ? r : 0;
 }
@@ -421,13 +437,13 @@ BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
         braid__spin_unlock(&ch->lock);
         return 0;
     }
-    int r = rx->closed ? -EBADF : braid__chan_try_recv(ch, elem, &wake);
+    int r = rx->closed ? -EBADF : try_recv(ch, elem, &wake);
     if (r == 0)
         return block(ch, elem, rx, false, deadline);
     braid__spin_unlock(&ch->lock);
     if (wake) {
         braid__chaos_point();   /* the peer stays decided but parked */
-        braid__waiter_wake(wake, NULL);
+        braid__waiter_wake_now(wake);
     }
     return r < 0 ? r : 0;
 }
