@@ -425,7 +425,11 @@ enum { BRAID_READ = 1, BRAID_WRITE = 2 };
    closed through braid_close meanwhile, or not open), -EINVAL. */
 BRAID_EXPORT int braid_fd_wait(int fd, int events, int64_t deadline);
 
-/* Read up to n bytes.  Returns the count (0 = EOF) or -errno. */
+/* Read up to n bytes.  Returns the count (0 = EOF) or -errno.  After a
+   short read of a stream socket, the next call parks at once (no read
+   that would only say EAGAIN) unless the I/O thread has seen data, end
+   of stream or urgent data on the fd since: the bytes still to come
+   wake it.  So a request/response server makes one read per request. */
 BRAID_EXPORT ssize_t braid_read(int fd, void *buf, size_t n, int64_t deadline);
 
 /* Write all n bytes (partial writes and EAGAIN handled).  Returns n, or
