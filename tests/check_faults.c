@@ -2498,8 +2498,14 @@ static void *hog(void *p)
 {
     braid_task **ts = p;
     if (hc->busy_other) {
-        /* Not on the spinner's thread: sleep until placed elsewhere. */
-        for (int k = 0; k < 2000 && pthread_equal(thread_now(), hc->spin_thread); k++)
+        /* Not on the spinner's thread: sleep until placed elsewhere.  The
+           spinner's worker takes a woken coroutine at its next yield, so
+           each try is a race the other worker often loses; a sanitized
+           run under load has lost 2000 in a row.  Try for 3 s (the
+           spinner gives up after 5). */
+        int64_t until = braid_after(3000 * MS);
+        while (pthread_equal(thread_now(), hc->spin_thread) &&
+               braid_now() < until)
             braid_sleep(100000);
         ck_assert(!pthread_equal(thread_now(), hc->spin_thread));
     }
