@@ -460,9 +460,10 @@ static void wakep(void)
    by a sleeper whose re-check ran first while our load saw it not yet
    idle.  That strands nothing: the work sits on our own queues, which we
    take from as soon as the running coroutine switches, and the next
-   local push or the monitor (a worker that does not switch for
-   MONITOR_NS) wakes the sleeper.  The parallelism lost is one push's
-   worth; park.pml checks the protocol with these wakeps optional. */
+   local push, or the monitor (every MONITOR_NS while a worker is busy
+   and work waits: braid__sched_monitor), wakes the sleeper.  The
+   parallelism lost is one push's worth; park.pml checks the protocol
+   with these wakeps optional. */
 static inline void wakep_local(void)
 {
     if (braid__rt.nworkers > 1 &&
