@@ -346,6 +346,26 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
 
 static braid__coro *pick_local_slow(braid__worker *w);
 
+/* The next slot may run now: its streak is not spent (NEXT_STREAK runs in
+   a row), or nothing else waits here. */
+static inline bool next_may_run(braid__worker *w)
+{
+    return w->streak < NEXT_STREAK ||
+           (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0);
+}
+
+/* Take the next slot, seen full (streak counted), or NULL: a thief got
+   there first. */
+static inline braid__coro *take_next(braid__worker *w)
+{
+    braid__coro *c = next_swap(w, NULL);
+    if (c) {
+        w->streak++;
+        braid__tsan_acquire(c);
+    }
+    return c;
+}
+
 /* Next coroutine to run from w's own queues, or NULL.  Owner only.  The
    common case of a hand-off inline: the next slot, with no held spawner,
    no global-queue turn due, and the streak not spent or nothing else
@@ -356,12 +376,8 @@ static inline braid__coro *pick_local(braid__worker *w)
     unsigned t = w->tick + 1;
     if (likely(ld_relaxed(&w->next) && t % GLOBAL_EVERY != 0 &&
                !ld_relaxed(&w->held) && !ld_relaxed(&braid__rt.gq_woken)) &&
-        (w->streak < NEXT_STREAK ||
-         (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0)) &&
-        (c = next_swap(w, NULL))) {
+        next_may_run(w) && (c = take_next(w))) {
         w->tick = t;
-        w->streak++;
-        braid__tsan_acquire(c);
         return c;
     }
     return pick_local_slow(w);
@@ -389,14 +405,8 @@ static __attribute__((noinline)) braid__coro *pick_local_slow(braid__worker *w)
                  (ld_relaxed(&braid__rt.gq_woken) && (w->tick & 1))) &&
         ld_relaxed(&braid__rt.gq_n) && (c = gq_take(w, 1)))
         goto ran_other;
-    if (w->streak < NEXT_STREAK ||
-        (ck_ring_size(&w->ring) == 0 && braid__deq_size(&w->spawns) == 0)) {
-        if (ld_relaxed(&w->next) && (c = next_swap(w, NULL))) {
-            w->streak++;
-            braid__tsan_acquire(c);
-            return c;
-        }
-    }
+    if (ld_relaxed(&w->next) && next_may_run(w) && (c = take_next(w)))
+        return c;
     /* Spawns that never ran go first (depth first), except every fourth
        tick, when the ring does: a readied coroutine waits behind at most
        three spawns at a time, however fast they come. */
@@ -497,11 +507,6 @@ void ready_on(braid__worker *w, braid__coro *c)
     braid__tsan_acquire(old);
     local_push(w, old);
     wakep_local();
-}
-
-void braid__ready_on(braid__worker *w, braid__coro *c)
-{
-    ready_on(w, c);
 }
 
 void braid__ready(braid__coro *c)
@@ -897,6 +902,10 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 
 #define MONITOR_NS 5000000   /* the I/O thread looks at busy workers */
 
+static _Atomic uint64_t nap_sleeps;    /* naps that slept on a futex */
+
+uint64_t braid__nap_sleeps(void) { return ld_relaxed(&nap_sleeps); }
+
 /* Coroutines whose I/O is ready, completed by w itself: the first to run
    now, the rest to w's ring (another worker is woken to share them). */
 static braid__coro *poll_io(braid__worker *w, int64_t wait_ns)
@@ -904,6 +913,7 @@ static braid__coro *poll_io(braid__worker *w, int64_t wait_ns)
     braid__batch b = BRAID__BATCH_INIT;
     int n = braid__poller_poll(&b, wait_ns);
     if (n == -ENOSYS) {         /* cannot wait there: just sleep */
+        add_relaxed(&nap_sleeps, 1);
         _Atomic uint32_t word = 0;
         braid__futex_wait(&word, 0, braid_now() + wait_ns);
         return NULL;

@@ -30,8 +30,6 @@ braid__worker *braid__worker_self(void);
    global queue, waking a parked worker if none is spinning.  c must be
    parked (its switch-out has completed), see braid__waiter_wake. */
 void braid__ready(braid__coro *c);
-/* The same, for a caller that knows its worker w (NULL: a plain thread). */
-void braid__ready_on(braid__worker *w, braid__coro *c);
 
 /* Append c to b; make them runnable with braid__ready_batch (one push to
    the global queue, waking at most as many workers as needed). */
@@ -92,5 +90,9 @@ static inline int64_t braid__coarse_now(void)
    threads are not counted); the sum over the running workers. */
 void braid__count_read_skip(void);
 uint64_t braid__read_skips(void);
+
+/* Naps (an idle worker's short wait, sched.c) that slept on a futex
+   because epoll_pwait2 could not wait: for tests. */
+uint64_t braid__nap_sleeps(void);
 
 #endif
