@@ -171,7 +171,10 @@ static int pwait_ns(int fd, struct epoll_event *ev, int max, int64_t ns)
 #endif
 }
 
-static _Atomic int nap_pwait2 = 1;      /* workers: 0 once it failed */
+/* Workers nap with epoll_pwait2 until it fails once (a kernel without it,
+   or a seccomp filter); env BRAID_NAP_PWAIT2=0 starts a run without it,
+   so the fallback (a futex sleep, sched.c poll_io) can be tested. */
+static _Atomic int nap_pwait2 = 1;
 
 /* Take what netfd has ready (at most max events) into b, waiting up to
    wait_ns for the first (0: not at all).  -ENOSYS: it could not wait here
@@ -392,6 +395,8 @@ int braid__poller_start(void)
 {
     if (P.running)
         return -EBUSY;
+    const char *np = getenv("BRAID_NAP_PWAIT2");
+    st_relaxed(&nap_pwait2, !(np && atoi(np) == 0));
     P.epfd = epoll_create1(EPOLL_CLOEXEC);
     P.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     P.netfd = epoll_create1(EPOLL_CLOEXEC);

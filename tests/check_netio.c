@@ -480,6 +480,74 @@ START_TEST(drained_read_hazards)
 }
 END_TEST
 
+/* ---- an idle worker's nap without epoll_pwait2 ------------------------------ */
+
+/* Two coroutines ping-pong on one worker; the other worker, seeing only
+   their next slot, naps instead of stealing.  With BRAID_NAP_PWAIT2=0 the
+   nap cannot wait on the sockets and sleeps on a futex (what a kernel
+   without epoll_pwait2 gets): the fallback must run, and the exchange
+   and the I/O wake-ups must go on as before. */
+typedef struct napx { braid_tx *ping_tx, *pong_tx; braid_rx *ping_rx, *pong_rx; } napx;
+
+static void *nap_peer(void *p)
+{
+    napx *x = p;
+    long v;
+    int r;
+    while ((r = braid_recv(x->ping_rx, &v, BRAID_FOREVER)) == 0) {
+        v++;
+        ck_assert_int_eq(braid_send(x->pong_tx, &v, BRAID_FOREVER), 0);
+    }
+    ck_assert_int_eq(r, -EPIPE);
+    return NULL;
+}
+
+static void nap_main(void *p)
+{
+    (void)p;
+    napx x;
+    ck_assert_int_eq(braid_chan_open(&x.ping_tx, &x.ping_rx, sizeof(long), 0), 0);
+    ck_assert_int_eq(braid_chan_open(&x.pong_tx, &x.pong_rx, sizeof(long), 0), 0);
+    braid_task *t;
+    ck_assert_int_eq(braid_spawn(&t, nap_peer, &x, NULL), 0);
+    uint64_t sleeps0 = braid__nap_sleeps();
+    int64_t end = braid_after(VG(300 * MS));
+    long rounds = 0;
+    for (long v = 0; braid_now() < end || braid__nap_sleeps() == sleeps0; v++) {
+        long w;
+        ck_assert_int_eq(braid_send(x.ping_tx, &v, BRAID_FOREVER), 0);
+        ck_assert_int_eq(braid_recv(x.pong_rx, &w, BRAID_FOREVER), 0);
+        ck_assert_int_eq(w, v + 1);
+        rounds++;
+        ck_assert_msg(braid_now() < end + VG(10000 * MS),
+                      "no nap slept on the futex in %ld rounds", rounds);
+    }
+    ck_assert_int_eq(braid_tx_close(x.ping_tx), 0);
+    ck_assert_int_eq(braid_join(t, NULL, BRAID_FOREVER), 0);
+    ck_assert_int_eq(braid_tx_close(x.pong_tx), 0);
+    ck_assert_int_eq(braid_rx_close(x.ping_rx), 0);
+    ck_assert_int_eq(braid_rx_close(x.pong_rx), 0);
+    /* I/O still wakes its waiters with naps on the futex. */
+    int sv[2];
+    char buf[8];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_eq(braid_write(sv[0], "ping", 4, BRAID_FOREVER), 4);
+        ck_assert_int_eq(braid_read(sv[1], buf, sizeof buf,
+                                    braid_after(VG(2000 * MS))), 4);
+    }
+    ck_assert_int_eq(braid_close(sv[0]), 0);
+    ck_assert_int_eq(braid_close(sv[1]), 0);
+}
+
+START_TEST(nap_without_pwait2)
+{
+    ck_assert_int_eq(setenv("BRAID_NAP_PWAIT2", "0", 1), 0);
+    run_checked(nap_main, NULL, 2);
+    ck_assert_int_eq(unsetenv("BRAID_NAP_PWAIT2"), 0);
+}
+END_TEST
+
 /* ---- deadlines -------------------------------------------------------------- */
 
 /* Expect -ETIMEDOUT from a call started at t0 with deadline dl: not before
@@ -1030,6 +1098,7 @@ static Suite *netio_suite(void)
         { "echo", names_and_ipv6 },
         { "drained", drained_request_response },
         { "drained", drained_read_hazards },
+        { "nap", nap_without_pwait2 },
         { "errors", peer_reset_no_sigpipe }, { "errors", half_close },
         { "errors", bad_arguments }, { "errors", accept_emfile },
         { "deadlines", deadlines }, { "deadlines", sleepers_wake_in_order },
