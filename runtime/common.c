@@ -1,13 +1,15 @@
 /*
- * common.c - futex wrappers and the panic path.
+ * common.c - futex wrappers, line-aligned allocation and the panic path.
  */
 #include "common.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -72,7 +74,40 @@ void braid__panic(const char *fmt, ...)
     abort();
 }
 
-int braid__os_yield(void)
+void *braid__zalloc_lines(size_t size)
 {
-    return sched_yield();
+    void *p;
+    size = (size + BRAID_CACHELINE - 1) & ~(size_t)(BRAID_CACHELINE - 1);
+    if (posix_memalign(&p, BRAID_CACHELINE, size)) return NULL;
+    return memset(p, 0, size);
+}
+
+/* A spinlock's holder is running on another CPU and nearly done, so spin
+   first; after that it is probably preempted: yield, then sleep.  The
+   sleep is what counts when we outrank the holder.  The I/O thread runs
+   at a better nice value (poller.c), and a heavier task's sched_yield
+   under EEVDF moves its deadline by a fraction of a slice, so the kernel
+   picks it again and again while the worker it preempted holds the lock:
+   timers_expire spun 1-5 ms at a time on a timer heap's lock in bench
+   sleep, whose p99 lateness was 3-5 ms.  A sleep leaves the run queue
+   for real; it starts at 10 us and doubles to 160 us. */
+void braid__spin_lock_slow(braid__spin *l)
+{
+    int saved = errno;
+    unsigned n = 0;
+    long ns = 10000;
+    do {
+        while (ld_relaxed(&l->v)) {
+            if (++n % BRAID__SPIN_YIELD) {
+                braid__cpu_relax();
+            } else if (n < 4 * BRAID__SPIN_YIELD) {
+                sched_yield();
+            } else {
+                struct timespec ts = { 0, ns };
+                nanosleep(&ts, NULL);
+                if (ns < 160000) ns *= 2;
+            }
+        }
+    } while (atomic_exchange_explicit(&l->v, 1, memory_order_acquire));
+    errno = saved;
 }

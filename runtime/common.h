@@ -48,22 +48,15 @@ static inline void braid__cpu_relax(void)
 typedef struct { _Atomic int v; } braid__spin;
 #define BRAID__SPIN_INIT { 0 }
 
-/* After this many relax rounds the holder is probably descheduled (an
-   oversubscribed machine): give the CPU away instead of burning it. */
+/* Relax rounds between looks at whether to give the CPU away. */
 #define BRAID__SPIN_YIELD 256
-int braid__os_yield(void);
+void braid__spin_lock_slow(braid__spin *l);
 
 static inline void braid__spin_lock(braid__spin *l)
 {
-    for (;;) {
-        if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
-            return;
-        unsigned n = 0;
-        while (ld_relaxed(&l->v)) {
-            if (++n % BRAID__SPIN_YIELD == 0) braid__os_yield();
-            else braid__cpu_relax();
-        }
-    }
+    if (likely(!atomic_exchange_explicit(&l->v, 1, memory_order_acquire)))
+        return;
+    braid__spin_lock_slow(l);
 }
 
 static inline bool braid__spin_trylock(braid__spin *l)
@@ -143,6 +136,13 @@ extern _Atomic int braid__forked;
     if (unlikely(atomic_load_explicit(&braid__forked, memory_order_relaxed))) \
         return -EPERM; \
 } while (0)
+
+/* Zeroed memory on cache lines of its own (free with free()), for state
+   that one worker writes all the time: the per-worker caches and timer
+   heaps came from calloc, 16-byte aligned, so one worker's cache could
+   share a line with the next one's and every alloc or free on either
+   would take the line from the other core. */
+void *braid__zalloc_lines(size_t size);
 
 /* Abort with a message (misuse that cannot be reported). */
 __attribute__((noreturn, format(printf, 1, 2)))

@@ -1,8 +1,8 @@
 ## Runtime core suites.
-check_PROGRAMS += tests/check_context tests/check_deque tests/check_runtime \
-	tests/check_api
-TESTS += tests/check_context tests/check_deque tests/check_runtime \
-	tests/check_api
+check_PROGRAMS += tests/check_context tests/check_deque tests/check_spin \
+	tests/check_runtime tests/check_api
+TESTS += tests/check_context tests/check_deque tests/check_spin \
+	tests/check_runtime tests/check_api
 
 # The register switch alone, no scheduler.
 tests_check_context_SOURCES = tests/check_context.c
@@ -13,6 +13,11 @@ tests_check_context_LDADD = libbraid_core.la $(CHECK_LIBS) -lm
 tests_check_deque_SOURCES = tests/check_deque.c
 tests_check_deque_CFLAGS = $(TEST_CFLAGS)
 tests_check_deque_LDADD = $(CHECK_LIBS) -lpthread
+
+# The runtime's spinlock: exclusion, and the sleeping waiter.
+tests_check_spin_SOURCES = tests/check_spin.c
+tests_check_spin_CFLAGS = $(TEST_CFLAGS)
+tests_check_spin_LDADD = libbraid_core.la $(CHECK_LIBS) -lpthread
 
 tests_check_runtime_SOURCES = tests/check_runtime.c
 tests_check_runtime_CFLAGS = $(TEST_CFLAGS)
