@@ -167,7 +167,7 @@ void braid__coro_free(braid__coro_cache *c, braid__coro *co)
 
 braid__coro_cache *braid__coro_cache_new(void)
 {
-    return calloc(1, sizeof(braid__coro_cache));
+    return braid__zalloc_lines(sizeof(braid__coro_cache));
 }
 
 void braid__coro_cache_free(braid__coro_cache *c)

@@ -325,7 +325,7 @@ void braid__stack_put(braid__stack_cache *c, const braid__stack *s)
 
 braid__stack_cache *braid__stack_cache_new(size_t size)
 {
-    braid__stack_cache *c = calloc(1, sizeof *c);
+    braid__stack_cache *c = braid__zalloc_lines(sizeof *c);
     if (!c) return NULL;
     c->size = size;
     braid__spin_lock(&S.lock);

@@ -39,7 +39,7 @@ static _Atomic long armed;
 
 int braid__timers_init(unsigned nheaps)
 {
-    H = calloc(nheaps, sizeof *H);
+    H = braid__zalloc_lines(nheaps * sizeof *H);
     if (!H) return -ENOMEM;
     NH = nheaps;
     for (unsigned i = 0; i < nheaps; i++)
