@@ -168,6 +168,9 @@ BRAID_EXPORT int braid_attr_set_name(braid_attr *a, const char *name);
  * runtime is already running in this process; -EPERM inside a coroutine or
  * in a forked child; -ENOMEM / -EAGAIN when threads or memory cannot be had.
  * May be called again after it returns.  Call from a plain thread.
+ * The threads it starts are named for top -H, perf and gdb: braid-w0,
+ * braid-w1, ... (workers), braid-io, and braid-blocking (the pool of
+ * braid_blocking and the file fallback).
  */
 BRAID_EXPORT int braid_run(const braid_config *cfg, void (*main_fn)(void *),
                            void *arg);

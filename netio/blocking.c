@@ -103,6 +103,7 @@ static void finish(braid__job *j)
 
 static void *pool_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "braid-blocking");
     pthread_mutex_lock(&B.mu);
     braid__job *j;
     while ((j = next_job())) {

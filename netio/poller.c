@@ -336,6 +336,7 @@ static void boost(void)
 
 static void *loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "braid-io");
     boost();
     coalesce_ns = 0;
     struct epoll_event ev[MAX_EVENTS], ev2[MAX_EVENTS];

@@ -1027,6 +1027,9 @@ static void *worker_main(void *arg)
     braid__worker *w = arg;
     tls_worker = w;
     w->errno_ptr = &errno;
+    char name[16];
+    snprintf(name, sizeof name, "braid-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);   /* for top -H, perf, gdb */
     braid__tsan_release(&tls_worker);
     stack_t ss = { .ss_sp = w->altstack, .ss_size = SIGSTKSZ * 4 };
     sigaltstack(&ss, NULL);
