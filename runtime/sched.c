@@ -401,6 +401,11 @@ static __attribute__((noinline)) braid__coro *pick_local_slow(braid__worker *w)
        a burst of local work delays a deadline by a few picks, not by the
        length of the burst. */
     ++w->tick;
+    if (w->tick % GLOBAL_EVERY == 0) {
+        braid__batch b = BRAID__BATCH_INIT;
+        if (braid__timers_expire_late(&b))
+            braid__ready_batch(&b);
+    }
     if (unlikely(w->tick % GLOBAL_EVERY == 0 ||
                  (ld_relaxed(&braid__rt.gq_woken) && (w->tick & 1))) &&
         ld_relaxed(&braid__rt.gq_n) && (c = gq_take(w, 1)))

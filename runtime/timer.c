@@ -160,14 +160,17 @@ int64_t braid__timers_next(void)
     return m == INT64_MAX ? -1 : m;
 }
 
-int braid__timers_expire(int64_t now, braid__batch *b)
+static int expire(int64_t now, braid__batch *b, bool worker)
 {
     int fired = 0;
     for (unsigned i = 0; i < NH; i++) {
         heap *h = &H[i];
         if (atomic_load_explicit(&h->earliest, memory_order_relaxed) > now)
             continue;
-        braid__spin_lock(&h->lock);
+        if (!worker)
+            braid__spin_lock(&h->lock);
+        else if (!braid__spin_trylock(&h->lock))
+            continue;               /* someone is at it: it fires them */
         while (h->n && h->v[0]->when <= now) {
             braid__timer *t = h->v[0];
             remove_at(h, 0);
@@ -177,4 +180,19 @@ int braid__timers_expire(int64_t now, braid__batch *b)
         braid__spin_unlock(&h->lock);
     }
     return fired;
+}
+
+int braid__timers_expire(int64_t now, braid__batch *b)
+{
+    return expire(now, b, false);
+}
+
+int braid__timers_expire_late(braid__batch *b)
+{
+    if (!H || atomic_load_explicit(&armed, memory_order_relaxed) == 0)
+        return 0;
+    int64_t e = braid__timers_next(), now;
+    if (e < 0 || e > (now = braid_now()))
+        return 0;
+    return expire(now, b, true);
 }

@@ -1,5 +1,6 @@
 /*
- * timer.h - deadlines and sleeps.  Expired by the I/O thread.
+ * timer.h - deadlines and sleeps.  Expired by the I/O thread, and by
+ * workers that find a deadline already past (braid__timers_expire_late).
  *
  * One 4-ary min-heap per worker plus one for plain threads, each behind its
  * own spinlock, so that workers arming deadlines on a hot path never
@@ -9,7 +10,8 @@
  * and is kicked through braid__poller_kick() when an arm makes a heap's
  * earliest deadline earlier than the one the I/O thread sleeps towards.
  *
- * A timer's fn runs on the I/O thread with the heap lock held, so once
+ * A timer's fn runs with the heap lock held (on the I/O thread, or on a
+ * worker that found it late), so once
  * braid__timer_stop returns the timer is neither pending nor running: it
  * never fires twice or after its stop returned.  fn must be short and must
  * not take a heap lock (it may claim a waiter and add to the batch).
@@ -41,9 +43,17 @@ int braid__timer_stop(braid__timer *t);
 int64_t braid__timers_next(void);
 
 /* Run every timer whose deadline is <= now; the coroutines they ready go
-   into b.  Called by the I/O thread only.  Returns the number fired. */
+   into b.  Called by the I/O thread.  Returns the number fired. */
 int braid__timers_expire(int64_t now, braid__batch *b);
 
+/* A worker at its global-queue turn: run the timers already due, if the
+   heap is free, into b.  The I/O thread sleeps towards the earliest
+   deadline, but it is one thread: when the kernel does not run it on time
+   (both CPUs busy with workers) every deadline waits for it, 3-5 ms in
+   bench sleep while 10,000 sleepers were being spawned.  Workers that keep
+   switching fire them instead, as Go's Ps check timers when they
+   schedule.  Costs one relaxed load while no timer is armed. */
+int braid__timers_expire_late(braid__batch *b);
 /* Count of armed timers (for deadlock detection). */
 long braid__timers_armed(void);
 

@@ -1,8 +1,8 @@
 ## Runtime core suites.
 check_PROGRAMS += tests/check_context tests/check_deque tests/check_spin \
-	tests/check_runtime tests/check_api
+	tests/check_timer tests/check_runtime tests/check_api
 TESTS += tests/check_context tests/check_deque tests/check_spin \
-	tests/check_runtime tests/check_api
+	tests/check_timer tests/check_runtime tests/check_api
 
 # The register switch alone, no scheduler.
 tests_check_context_SOURCES = tests/check_context.c
@@ -18,6 +18,11 @@ tests_check_deque_LDADD = $(CHECK_LIBS) -lpthread
 tests_check_spin_SOURCES = tests/check_spin.c
 tests_check_spin_CFLAGS = $(TEST_CFLAGS)
 tests_check_spin_LDADD = libbraid_core.la $(CHECK_LIBS) -lpthread
+
+# The timer heaps without a runtime, late expiry by a worker included.
+tests_check_timer_SOURCES = tests/check_timer.c
+tests_check_timer_CFLAGS = $(TEST_CFLAGS)
+tests_check_timer_LDADD = $(TEST_LIBS)
 
 tests_check_runtime_SOURCES = tests/check_runtime.c
 tests_check_runtime_CFLAGS = $(TEST_CFLAGS)
