@@ -50,6 +50,14 @@
    queue after 50 us (the monitor takes over from a worker stuck in a
    system call, after MONITOR_NS). */
 #define STILL_NS 50000
+/* Stolen spawns that ran under TINY_NS each on average (steal to idle
+   again) cost the victim more than they saved: the thief leaves a busy
+   victim's spawns alone for PAUSE_MIN_NS, doubling to PAUSE_MAX_NS while
+   its probes keep coming back tiny (sched.c, "tiny spawns"). */
+#define TINY_NS 1000
+#define PAUSE_MIN_NS 100000
+#define PAUSE_MAX_NS 1600000
+#define PROBE_MIN 4            /* batches smaller than this are not judged */
 #define NAP_NS (STILL_NS / 2)  /* an idle worker's pause before it looks
                                   again at work it cannot take (sched.c) */
 
@@ -67,6 +75,12 @@ struct braid__worker {
     braid__coro_cache *coros;
     unsigned id;
     bool spinning;                 /* counted in rt.nspinning */
+    /* Spawns this worker stole (sched.c, "tiny spawns"): the last batch,
+       probe_k of them taken at probe_t0, and how long it leaves a busy
+       victim's spawns alone after batches that ran tiny. */
+    uint32_t probe_k;
+    int64_t probe_t0;
+    int64_t spawn_pause_ns, spawn_pause_until;
     /* Shared with thieves. */
     /* The next slot and the ring's consumer side (sched.c, "owner and
        thieves"): with braid__asym the owner takes from them with plain

@@ -300,7 +300,44 @@ static braid__coro *runq_pop_owner(braid__worker *w)
 /* Move half of victim's ring into w's, or some of its oldest spawns;
    return one to run.  still: the victim has run one coroutine for
    STILL_NS, so its short ring and its next slot are fair game too. */
-static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
+/* ---- tiny spawns ------------------------------------------------------------
+ *
+ * Stealing a spawn costs both workers: the thief's CAS on the deque's top
+ * and its reads of the coroutine, the victim's misses on the lines the
+ * thief took (deque indices, objects and stacks that come back through
+ * the pools).  For a coroutine that runs for a few hundred nanoseconds
+ * that is more than the work moved: bench spawn (a loop spawning 1M
+ * coroutines that add 1 to a counter) ran at 63 ns a spawn on one worker
+ * and 200-300 on two.  So a thief judges each batch of spawns it steals:
+ * from the steal to the moment it runs out of work again, at least
+ * TINY_NS per coroutine, or its next steals leave the spawns of victims
+ * that keep switching alone for a pause that doubles up to PAUSE_MAX_NS,
+ * each steal after a pause being a new probe.  Rings, next slots, held
+ * spawners and a victim that sits on one coroutine are not concerned; a
+ * spawn tree (whose oldest spawns are its biggest pieces) never looks
+ * tiny.  Owner-only fields of the thief: no ordering. */
+static bool spawns_paused(braid__worker *w)
+{
+    return w->spawn_pause_until && braid_now() < w->spawn_pause_until;
+}
+
+/* w ran out of work: judge the batch it stole last, if any. */
+static void judge_probe(braid__worker *w)
+{
+    int64_t now = braid_now();
+    if (now - w->probe_t0 < (int64_t)w->probe_k * TINY_NS) {
+        int64_t p = w->spawn_pause_ns ? 2 * w->spawn_pause_ns : PAUSE_MIN_NS;
+        w->spawn_pause_ns = p < PAUSE_MAX_NS ? p : PAUSE_MAX_NS;
+        w->spawn_pause_until = now + w->spawn_pause_ns;
+    } else {
+        w->spawn_pause_ns = 0;
+        w->spawn_pause_until = 0;
+    }
+    w->probe_k = 0;
+}
+
+static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still,
+                               bool spawns_ok)
 {
     unsigned n = ck_ring_size(&v->ring);
     braid__coro *first = NULL, *c;
@@ -329,14 +366,18 @@ static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still)
         first = c;
     }
     if (in) thief_leave(v);
-    if (!first) {               /* then the oldest of its spawns */
-        int64_t m = braid__deq_size(&v->spawns);
+    if (!first && spawns_ok) {  /* then the oldest of its spawns */
+        int64_t m = braid__deq_size(&v->spawns), i;
         m -= m / 2;
-        for (int64_t i = 0; i < m && i < RUNQ_SIZE / 4; i++) {
+        for (i = 0; i < m && i < RUNQ_SIZE / 4; i++) {
             if (!(c = braid__deq_steal(&v->spawns))) break;
             braid__tsan_acquire(c);
             if (!first) { first = c; continue; }
             local_push(w, c);
+        }
+        if (i >= PROBE_MIN) {
+            w->probe_k = (uint32_t)i;
+            w->probe_t0 = braid_now();
         }
     }
     if (first) bump(&w->steals, 1 + ck_ring_size(&w->ring) +
@@ -878,6 +919,7 @@ static void stop_spinning(braid__worker *w)
 static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
 {
     int64_t now = 0;
+    bool paused = spawns_paused(w);
     unsigned n = braid__rt.nworkers;
     unsigned start = rnd(w) % n;   /* random victim (chaos or not) */
     for (unsigned i = 0; i < n; i++) {
@@ -893,13 +935,15 @@ static braid__coro *steal_round(braid__worker *w, bool stuck_ok)
             st_relaxed(&v->seen_switches, sw);
             st_relaxed(&v->seen_since, 0);
         } else if (stuck_ok &&
-                   (ld_relaxed(&v->next) || ck_ring_size(&v->ring))) {
+                   (ld_relaxed(&v->next) || ck_ring_size(&v->ring) ||
+                    (paused && braid__deq_size(&v->spawns)))) {
             if (!now) now = braid_now();
             int64_t since = ld_relaxed(&v->seen_since);
             if (!since) st_relaxed(&v->seen_since, now);
             else still = now - since >= STILL_NS;
         }
-        braid__coro *c = runq_steal(w, v, still);
+        /* A paused thief still takes the spawns of a still victim. */
+        braid__coro *c = runq_steal(w, v, still, !paused || still);
         if (c) return c;
     }
     return gq_take(w, RUNQ_SIZE / 2);
@@ -957,11 +1001,12 @@ static void park_worker(braid__worker *w)
 static bool work_now(braid__worker *w)
 {
     if (ld_relaxed(&braid__rt.gq_n)) return true;
+    bool paused = spawns_paused(w);     /* tiny spawns: not ours for now */
     for (unsigned i = 0; i < braid__rt.nworkers; i++) {
         braid__worker *v = braid__rt.workers[i];
         if (v == w) continue;
-        if (braid__deq_size(&v->spawns) || ld_relaxed(&v->held) ||
-            ck_ring_size(&v->ring) >= STEAL_SHORT)
+        if (((braid__deq_size(&v->spawns) || ld_relaxed(&v->held)) &&
+             !paused) || ck_ring_size(&v->ring) >= STEAL_SHORT)
             return true;
         if ((ck_ring_size(&v->ring) || ld_relaxed(&v->next)) &&
             ld_relaxed(&v->switches) == ld_relaxed(&v->seen_switches))
@@ -992,6 +1037,7 @@ static braid__coro *find_runnable(braid__worker *w)
             stop_spinning(w);   /* woken as a spinner: hand the role on */
             return c;
         }
+        if (w->probe_k) judge_probe(w);
         unsigned busy = braid__rt.nworkers - ld_relaxed(&braid__rt.npidle);
         if (!w->spinning && 2 * ld_relaxed(&braid__rt.nspinning) < busy) {
             w->spinning = true;
