@@ -316,6 +316,10 @@ static braid__coro *runq_pop_owner(braid__worker *w)
  * spawners and a victim that sits on one coroutine are not concerned; a
  * spawn tree (whose oldest spawns are its biggest pieces) never looks
  * tiny.  Owner-only fields of the thief: no ordering. */
+static _Atomic uint64_t spawn_pauses;
+
+uint64_t braid__spawn_pauses(void) { return ld_relaxed(&spawn_pauses); }
+
 static bool spawns_paused(braid__worker *w)
 {
     return w->spawn_pause_until && braid_now() < w->spawn_pause_until;
@@ -329,6 +333,7 @@ static void judge_probe(braid__worker *w)
         int64_t p = w->spawn_pause_ns ? 2 * w->spawn_pause_ns : PAUSE_MIN_NS;
         w->spawn_pause_ns = p < PAUSE_MAX_NS ? p : PAUSE_MAX_NS;
         w->spawn_pause_until = now + w->spawn_pause_ns;
+        add_relaxed(&spawn_pauses, 1);
     } else {
         w->spawn_pause_ns = 0;
         w->spawn_pause_until = 0;

@@ -94,5 +94,7 @@ uint64_t braid__read_skips(void);
 /* Naps (an idle worker's short wait, sched.c) that slept on a futex
    because epoll_pwait2 could not wait: for tests. */
 uint64_t braid__nap_sleeps(void);
+/* Times a thief judged a batch of stolen spawns tiny and paused. */
+uint64_t braid__spawn_pauses(void);
 
 #endif
