@@ -16,19 +16,39 @@
  * it after unlocking: a claimed waiter stays parked (and its frame alive)
  * until woken.  Lock order: B.mu < scheduler locks.
  *
+ * Growth.  A job that finds no idle thread starts one at once only while
+ * the pool has fewer than EAGER threads (the CPU count, at least 2).
+ * Beyond that the I/O thread grows the pool (braid__pool_due /
+ * braid__pool_grow_late) when jobs wait and fewer than EAGER threads are
+ * idle or running a job younger than GROW_NS: a thread in a call that
+ * long is taken to be blocked and no longer counts, as Go's sysmon hands
+ * a P on from a syscall that has lasted 20 us.  Short calls then share a
+ * few hot threads, and calls that block still get threads, EAGER more per
+ * GROW_NS.  A thread per job on 2 CPUs (64 coroutines reading cached
+ * pages through the pool) spent its time switching among 64 threads and
+ * fighting over B.mu: 5x slower than 2 threads.  Running jobs are listed
+ * in start order (B.rhead, B.mu).  late (atomic, written under B.mu)
+ * says jobs may wait for growth; the I/O thread reads it after its
+ * pre-sleep fence and the submitter kicks it after queueing (the timer
+ * kick protocol of poller.c).
+ *
  * Shutdown (braid__pool_fini, after the workers stopped): queued jobs are
  * withdrawn without waking anyone (their coroutines are abandoned), running
  * ones finish, and every thread is joined, so nothing outlives braid_run.
  */
 #include "../runtime/common.h"
 #include "netio.h"
+#include "poller.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define IDLE_NS (10 * (int64_t)1000000000)
+#define GROW_NS 50000           /* a call this long is taken as blocked */
+#define PERIOD_MAX 1000000      /* the I/O thread's looks, backed off */
 #define DEFAULT_MAX 64
 #define HARD_MAX 1024
 
@@ -37,7 +57,10 @@ static struct {
     pthread_cond_t work;        /* a job was queued, or stopping */
     pthread_cond_t gone;        /* a thread retired */
     braid__job *head, *tail;    /* queued jobs */
-    unsigned queued, idle, nthreads, max;
+    braid__job *rhead, *rtail;  /* running jobs, oldest first */
+    unsigned queued, running, idle, nthreads, max, eager;
+    _Atomic int late;           /* jobs may wait for braid__pool_grow_late */
+    int64_t period, next_look;  /* the I/O thread's looks, backed off */
     bool stopping;
     pthread_t zombies[HARD_MAX];    /* retired, not yet joined */
     unsigned nzombies;
@@ -61,6 +84,22 @@ static void q_remove(braid__job *j)
     if (j->prev) j->prev->next = j->next; else B.head = j->next;
     if (j->next) j->next->prev = j->prev; else B.tail = j->prev;
     B.queued--;
+}
+
+static void r_push(braid__job *j)
+{
+    j->next = NULL;
+    j->prev = B.rtail;
+    if (B.rtail) B.rtail->next = j; else B.rhead = j;
+    B.rtail = j;
+    B.running++;
+}
+
+static void r_remove(braid__job *j)
+{
+    if (j->prev) j->prev->next = j->next; else B.rhead = j->next;
+    if (j->next) j->next->prev = j->prev; else B.rtail = j->prev;
+    B.running--;
 }
 
 static void join_zombies(void)
@@ -108,9 +147,12 @@ static void *pool_main(void *arg)
     braid__job *j;
     while ((j = next_job())) {
         j->state = JOB_RUNNING;
+        j->started_at = braid_now();
+        r_push(j);
         pthread_mutex_unlock(&B.mu);
         j->run(j);
         pthread_mutex_lock(&B.mu);
+        r_remove(j);
         finish(j);
     }
     B.nthreads--;
@@ -129,14 +171,15 @@ static unsigned max_threads(void)
     return n > HARD_MAX ? HARD_MAX : (unsigned)n;
 }
 
-/* Start a thread if every idle one already has a job.  0, or -errno when
-   none could be started.  B.mu held. */
-static int grow(void)
+static unsigned eager_threads(void)
 {
-    if (!B.nthreads)
-        B.max = max_threads();
-    if (B.idle > B.queued || B.nthreads >= B.max)
-        return 0;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 2 ? 2 : n > HARD_MAX ? HARD_MAX : (unsigned)n;
+}
+
+/* Start a thread.  0, or -errno.  B.mu held. */
+static int start_thread(void)
+{
     join_zombies();
     sigset_t all, old;
     sigfillset(&all);
@@ -148,6 +191,97 @@ static int grow(void)
         return -r;
     B.nthreads++;
     return 0;
+}
+
+/* For a job about to be queued: a thread for it now while fewer than
+   EAGER run (an idle one not yet spoken for, else a new one), else it
+   waits for a running thread to come free or for braid__pool_grow_late.
+   0: it has a thread; 1: it waits, *look receives when the I/O thread
+   should look; -errno: no thread could be started.  B.mu held. */
+static int admit(int64_t *look)
+{
+    if (!B.nthreads) {
+        B.max = max_threads();
+        B.eager = eager_threads();
+    }
+    if (B.running < B.eager) {
+        if (B.idle > B.queued) {
+            pthread_cond_signal(&B.work);
+            return 0;
+        }
+        if (B.nthreads < B.max) {
+            int r = start_thread();
+            if (r == 0 || !B.nthreads)
+                return r;
+        }
+    }
+    if (!ld_relaxed(&B.late)) {         /* a new episode: look soon */
+        st_relaxed(&B.late, 1);
+        B.period = GROW_NS;
+        B.next_look = 0;
+    }
+    *look = (B.rhead ? B.rhead->started_at : braid_now()) + GROW_NS;
+    return 1;
+}
+
+int64_t braid__pool_due(void)
+{
+    if (!ld_relaxed(&B.late))
+        return -1;
+    int64_t due = -1;
+    pthread_mutex_lock(&B.mu);
+    if (B.head && B.nthreads < B.max && !B.stopping) {
+        /* When the oldest running call turns GROW_NS, but not before the
+           next look the backoff allows. */
+        int64_t now = braid_now();
+        due = (B.rhead ? B.rhead->started_at : now) + GROW_NS;
+        if (due < B.next_look)
+            due = B.next_look;
+        if (due <= now)
+            due = now + B.period;
+    } else {
+        st_relaxed(&B.late, 0);         /* nothing to grow for */
+    }
+    pthread_mutex_unlock(&B.mu);
+    return due;
+}
+
+void braid__pool_grow_late(int64_t now)
+{
+    if (!ld_relaxed(&B.late))
+        return;
+    pthread_mutex_lock(&B.mu);
+    if (!B.head || B.stopping || now < B.next_look) {
+        pthread_mutex_unlock(&B.mu);
+        return;
+    }
+    unsigned stuck = 0;
+    for (braid__job *j = B.rhead; j && j->started_at + GROW_NS <= now;
+         j = j->next)
+        stuck++;
+    /* Keep EAGER threads free or in young calls: wake idle ones first,
+       then start new ones, one per queued job at most. */
+    unsigned fresh = B.running - stuck, signalled = 0, acted = 0;
+    unsigned need = fresh < B.eager ? B.eager - fresh : 0;
+    if (need > B.queued)
+        need = B.queued;
+    while (need--) {
+        if (signalled < B.idle) {
+            pthread_cond_signal(&B.work);
+            signalled++;
+        } else if (B.nthreads >= B.max || start_thread() != 0) {
+            break;
+        }
+        acted++;
+    }
+    /* Jobs wait for short calls: look less often (up to PERIOD_MAX), as
+       Go's sysmon backs off while there is nothing to retake. */
+    if (acted)
+        B.period = GROW_NS;
+    else if (B.period < PERIOD_MAX)
+        B.period *= 2;
+    B.next_look = now + B.period;
+    pthread_mutex_unlock(&B.mu);
 }
 
 /* Park until j is DONE, whatever the deadline.  A cancelled coroutine
@@ -201,15 +335,17 @@ int braid__pool_run(braid__job *j, int64_t deadline, const char *what,
     j->w = &w;
     j->state = JOB_QUEUED;
     pthread_mutex_lock(&B.mu);
-    int r = grow();
-    if (r < 0 && !B.nthreads) {
+    int64_t look = -1;
+    int r = admit(&look);
+    if (r < 0) {
         pthread_mutex_unlock(&B.mu);
         return -EAGAIN;
     }
     braid__source_add();                /* before anyone can wake us */
     q_push(j);
-    pthread_cond_signal(&B.work);
     pthread_mutex_unlock(&B.mu);
+    if (r > 0)
+        braid__poller_kick(look);
     int rc = braid__waiter_wait(&w, deadline);
     if (rc != 0) {
         *late = rc;

@@ -119,6 +119,7 @@ typedef struct braid__job {
     void *arg, *result;
     int state;                        /* JOB_*; pool lock */
     braid__waiter *w;                 /* who to wake when done; pool lock */
+    int64_t started_at;               /* braid_now() when a thread took it */
 } braid__job;
 enum { JOB_QUEUED = 1, JOB_RUNNING = 2, JOB_DONE = 3, JOB_WITHDRAWN = 4 };
 
@@ -130,6 +131,12 @@ enum { JOB_QUEUED = 1, JOB_RUNNING = 2, JOB_DONE = 3, JOB_WITHDRAWN = 4 };
 int braid__pool_run(braid__job *j, int64_t deadline, const char *what,
                     int *late);
 void braid__pool_fini(void);
+/* The I/O thread's side of the pool's growth (blocking.c): when it should
+   look at the pool next (-1: no need), and the look, which starts threads
+   for queued jobs while fewer than EAGER threads are free or running a
+   job younger than GROW_NS. */
+int64_t braid__pool_due(void);
+void braid__pool_grow_late(int64_t now);
 
 /* Shutdown flag: set by braid__poller_stop before draining; completers
    then leave abandoned coroutines alone. */

@@ -292,6 +292,9 @@ static int loop_wait(struct epoll_event *ev, int64_t mon)
     int64_t next = braid__timers_next();
     if (next >= 0)
         next += coalesce_ns;
+    int64_t pool = braid__pool_due();
+    if (pool >= 0 && (next < 0 || pool < next))
+        next = pool;
     if (mon >= 0 && (next < 0 || mon < next))
         next = mon;
     /* Watch the sockets when no worker will: all parked, or none polled
@@ -353,6 +356,7 @@ static void *loop(void *arg)
                 net_take(ev2, MAX_EVENTS, &b);
         }
         braid__file_poll(&b);
+        braid__pool_grow_late(braid_now());
         if (b.n)
             braid__ready_batch(&b);
         mon = braid__sched_monitor(braid_now());

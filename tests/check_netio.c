@@ -995,6 +995,64 @@ START_TEST(blocking_pool)
 }
 END_TEST
 
+/* The pool keeps only a few threads busy with short calls and grows for
+   calls that block: 16 calls that each wait until all 16 run at once
+   (a rendezvous of plain threads) complete only if the pool gives each
+   its own thread.  A pool that stayed at its eager size would leave them
+   waiting for each other; the rendezvous gives up after 20 s and the
+   test fails instead of hanging. */
+#define RDV 16
+static pthread_mutex_t rdv_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rdv_cv = PTHREAD_COND_INITIALIZER;
+static int rdv_in;
+
+static void *rendezvous(void *p)
+{
+    (void)p;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    pthread_mutex_lock(&rdv_mu);
+    if (++rdv_in == RDV)
+        pthread_cond_broadcast(&rdv_cv);
+    int r = 0;
+    while (rdv_in < RDV && r == 0)
+        r = pthread_cond_timedwait(&rdv_cv, &rdv_mu, &ts);
+    bool met = rdv_in >= RDV;
+    pthread_mutex_unlock(&rdv_mu);
+    return (void *)(intptr_t)met;
+}
+
+static _Atomic int rdv_met;
+static braid_wg rdv_wg = BRAID_WG_INIT;
+
+static void rdv_caller(void *p)
+{
+    (void)p;
+    void *res = NULL;
+    ck_assert_int_eq(braid_blocking(rendezvous, NULL, &res), 0);
+    atomic_fetch_add(&rdv_met, (int)(intptr_t)res);
+    braid_wg_done(&rdv_wg);
+}
+
+static void rdv_main(void *p)
+{
+    (void)p;
+    braid_wg_add(&rdv_wg, RDV);
+    for (int i = 0; i < RDV; i++)
+        ck_assert_int_eq(braid_go(rdv_caller, NULL), 0);
+    ck_assert_int_eq(braid_wg_wait(&rdv_wg, BRAID_FOREVER), 0);
+}
+
+START_TEST(blocking_pool_grows_for_blocked_calls)
+{
+    rdv_in = 0;
+    atomic_store(&rdv_met, 0);
+    run_checked(rdv_main, NULL, 2);
+    ck_assert_int_eq(atomic_load(&rdv_met), RDV);
+}
+END_TEST
+
 /* ---- plain threads and bad arguments ------------------------------------------------- */
 
 static void *late_writer(void *p)
@@ -1105,7 +1163,9 @@ static Suite *netio_suite(void)
         { "close", close_wakes_waiters },
         { "files", files_io_uring }, { "files", files_pool },
         { "files", files_nowait_and_plain },
-        { "blocking", blocking_pool }, { "threads", plain_threads },
+        { "blocking", blocking_pool },
+        { "blocking", blocking_pool_grows_for_blocked_calls },
+        { "threads", plain_threads },
     };
     TCase *tc = NULL;
     const char *cur = "";
