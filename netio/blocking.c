@@ -27,7 +27,7 @@
  * GROW_NS.  A thread per job on 2 CPUs (64 coroutines reading cached
  * pages through the pool) spent its time switching among 64 threads and
  * fighting over B.mu: 5x slower than 2 threads.  Running jobs are listed
- * in start order (B.rhead, B.mu).  late (atomic, written under B.mu)
+ * in start order (B.run, B.mu).  late (atomic, written under B.mu)
  * says jobs may wait for growth; the I/O thread reads it after its
  * pre-sleep fence and the submitter kicks it after queueing (the timer
  * kick protocol of poller.c).
@@ -52,13 +52,17 @@
 #define DEFAULT_MAX 64
 #define HARD_MAX 1024
 
+/* A list of jobs through next/prev (a job is on one at a time), with its
+   length.  B.mu. */
+typedef struct jlist { braid__job *head, *tail; unsigned n; } jlist;
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t work;        /* a job was queued, or stopping */
     pthread_cond_t gone;        /* a thread retired */
-    braid__job *head, *tail;    /* queued jobs */
-    braid__job *rhead, *rtail;  /* running jobs, oldest first */
-    unsigned queued, running, idle, nthreads, max, eager;
+    jlist q;                    /* queued jobs */
+    jlist run;                  /* running jobs, oldest first */
+    unsigned idle, nthreads, max, eager;
     _Atomic int late;           /* jobs may wait for braid__pool_grow_late */
     int64_t period, next_look;  /* the I/O thread's looks, backed off */
     bool stopping;
@@ -70,36 +74,20 @@ static struct {
     .gone = PTHREAD_COND_INITIALIZER,
 };
 
-static void q_push(braid__job *j)
+static void l_push(jlist *l, braid__job *j)
 {
     j->next = NULL;
-    j->prev = B.tail;
-    if (B.tail) B.tail->next = j; else B.head = j;
-    B.tail = j;
-    B.queued++;
+    j->prev = l->tail;
+    if (l->tail) l->tail->next = j; else l->head = j;
+    l->tail = j;
+    l->n++;
 }
 
-static void q_remove(braid__job *j)
+static void l_remove(jlist *l, braid__job *j)
 {
-    if (j->prev) j->prev->next = j->next; else B.head = j->next;
-    if (j->next) j->next->prev = j->prev; else B.tail = j->prev;
-    B.queued--;
-}
-
-static void r_push(braid__job *j)
-{
-    j->next = NULL;
-    j->prev = B.rtail;
-    if (B.rtail) B.rtail->next = j; else B.rhead = j;
-    B.rtail = j;
-    B.running++;
-}
-
-static void r_remove(braid__job *j)
-{
-    if (j->prev) j->prev->next = j->next; else B.rhead = j->next;
-    if (j->next) j->next->prev = j->prev; else B.rtail = j->prev;
-    B.running--;
+    if (j->prev) j->prev->next = j->next; else l->head = j->next;
+    if (j->next) j->next->prev = j->prev; else l->tail = j->prev;
+    l->n--;
 }
 
 static void join_zombies(void)
@@ -111,19 +99,19 @@ static void join_zombies(void)
 /* Wait for a job; NULL when this thread should retire.  B.mu held. */
 static braid__job *next_job(void)
 {
-    while (!B.head && !B.stopping) {
+    while (!B.q.head && !B.stopping) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += IDLE_NS / 1000000000;
         B.idle++;
         int r = pthread_cond_timedwait(&B.work, &B.mu, &ts);
         B.idle--;
-        if (r == ETIMEDOUT && !B.head)
+        if (r == ETIMEDOUT && !B.q.head)
             return NULL;
     }
-    braid__job *j = B.head;
+    braid__job *j = B.q.head;
     if (j)
-        q_remove(j);
+        l_remove(&B.q, j);
     return j;
 }
 
@@ -148,11 +136,11 @@ static void *pool_main(void *arg)
     while ((j = next_job())) {
         j->state = JOB_RUNNING;
         j->started_at = braid_now();
-        r_push(j);
+        l_push(&B.run, j);
         pthread_mutex_unlock(&B.mu);
         j->run(j);
         pthread_mutex_lock(&B.mu);
-        r_remove(j);
+        l_remove(&B.run, j);
         finish(j);
     }
     B.nthreads--;
@@ -204,8 +192,8 @@ static int admit(int64_t *look)
         B.max = max_threads();
         B.eager = eager_threads();
     }
-    if (B.running < B.eager) {
-        if (B.idle > B.queued) {
+    if (B.run.n < B.eager) {
+        if (B.idle > B.q.n) {
             pthread_cond_signal(&B.work);
             return 0;
         }
@@ -220,7 +208,7 @@ static int admit(int64_t *look)
         B.period = GROW_NS;
         B.next_look = 0;
     }
-    *look = (B.rhead ? B.rhead->started_at : braid_now()) + GROW_NS;
+    *look = (B.run.head ? B.run.head->started_at : braid_now()) + GROW_NS;
     return 1;
 }
 
@@ -230,11 +218,11 @@ int64_t braid__pool_due(void)
         return -1;
     int64_t due = -1;
     pthread_mutex_lock(&B.mu);
-    if (B.head && B.nthreads < B.max && !B.stopping) {
+    if (B.q.head && B.nthreads < B.max && !B.stopping) {
         /* When the oldest running call turns GROW_NS, but not before the
            next look the backoff allows. */
         int64_t now = braid_now();
-        due = (B.rhead ? B.rhead->started_at : now) + GROW_NS;
+        due = (B.run.head ? B.run.head->started_at : now) + GROW_NS;
         if (due < B.next_look)
             due = B.next_look;
         if (due <= now)
@@ -251,20 +239,20 @@ void braid__pool_grow_late(int64_t now)
     if (!ld_relaxed(&B.late))
         return;
     pthread_mutex_lock(&B.mu);
-    if (!B.head || B.stopping || now < B.next_look) {
+    if (!B.q.head || B.stopping || now < B.next_look) {
         pthread_mutex_unlock(&B.mu);
         return;
     }
     unsigned stuck = 0;
-    for (braid__job *j = B.rhead; j && j->started_at + GROW_NS <= now;
+    for (braid__job *j = B.run.head; j && j->started_at + GROW_NS <= now;
          j = j->next)
         stuck++;
     /* Keep EAGER threads free or in young calls: wake idle ones first,
        then start new ones, one per queued job at most. */
-    unsigned fresh = B.running - stuck, signalled = 0, acted = 0;
+    unsigned fresh = B.run.n - stuck, signalled = 0, acted = 0;
     unsigned need = fresh < B.eager ? B.eager - fresh : 0;
-    if (need > B.queued)
-        need = B.queued;
+    if (need > B.q.n)
+        need = B.q.n;
     while (need--) {
         if (signalled < B.idle) {
             pthread_cond_signal(&B.work);
@@ -315,7 +303,7 @@ static int interrupted(braid__job *j, int rc)
 {
     pthread_mutex_lock(&B.mu);
     if (j->state == JOB_QUEUED) {
-        q_remove(j);
+        l_remove(&B.q, j);
         j->state = JOB_WITHDRAWN;
         pthread_mutex_unlock(&B.mu);
         return rc;
@@ -342,7 +330,7 @@ int braid__pool_run(braid__job *j, int64_t deadline, const char *what,
         return -EAGAIN;
     }
     braid__source_add();                /* before anyone can wake us */
-    q_push(j);
+    l_push(&B.q, j);
     pthread_mutex_unlock(&B.mu);
     if (r > 0)
         braid__poller_kick(look);
@@ -359,9 +347,9 @@ void braid__pool_fini(void)
 {
     pthread_mutex_lock(&B.mu);
     B.stopping = true;
-    while (B.head) {                    /* abandoned with their coroutines */
-        B.head->state = JOB_WITHDRAWN;
-        q_remove(B.head);
+    while (B.q.head) {                    /* abandoned with their coroutines */
+        B.q.head->state = JOB_WITHDRAWN;
+        l_remove(&B.q, B.q.head);
     }
     pthread_cond_broadcast(&B.work);
     while (B.nthreads)
