@@ -256,18 +256,18 @@ BRAID_EXPORT int braid_sleep_until(int64_t deadline);
  * Run fn(arg) on a helper thread of a bounded pool while the calling
  * coroutine parks; store its return value in *result (result may be
  * NULL).  The pool keeps as many threads busy as there are CPUs (at least
- * 2): a call that finds them all busy waits for one to come free, unless
- * they have all been in their calls for 50 us, when they count as blocked
- * and the pool starts more (a few every 50 us).  So short calls share a
- * few hot threads, and calls that block, even ones that wait on each
- * other, still get a thread each, up to env BRAID_BLOCKING_THREADS
- * (default 64); threads idle for 10 s retire.  Returns 0, -EINVAL (fn
- * NULL), -EAGAIN (no helper thread could be started).  fn runs to
- * completion even if the caller is cancelled (a blocking call cannot be
- * interrupted); the caller still waits for it, then returns -ECANCELED if
- * it was cancelled.
- * On a plain thread it calls fn directly.  A call still running when
- * main_fn returns delays braid_run's return until it finishes.
+ * 2): a call that finds them all busy waits for one to come free; a call
+ * that has run for 50 us counts as blocked, and the pool then starts
+ * more threads (a few every 50 us; up to 1 ms late after a long spell of
+ * short calls).  So short calls share a few hot threads, and calls that
+ * block, even ones that wait on each other, still get a thread each, up
+ * to env BRAID_BLOCKING_THREADS (default 64); threads idle for 10 s
+ * retire.  Returns 0, -EINVAL (fn NULL), -EAGAIN (no helper thread could
+ * be started).  fn runs to completion even if the caller is cancelled (a
+ * blocking call cannot be interrupted); the caller still waits for it,
+ * then returns -ECANCELED if it was cancelled.  On a plain thread it
+ * calls fn directly.  A call still running when main_fn returns delays
+ * braid_run's return until it finishes.
  */
 BRAID_EXPORT int braid_blocking(void *(*fn)(void *), void *arg, void **result);
 

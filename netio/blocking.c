@@ -24,13 +24,16 @@
  * long is taken to be blocked and no longer counts, as Go's sysmon hands
  * a P on from a syscall that has lasted 20 us.  Short calls then share a
  * few hot threads, and calls that block still get threads, EAGER more per
- * GROW_NS.  A thread per job on 2 CPUs (64 coroutines reading cached
- * pages through the pool) spent its time switching among 64 threads and
- * fighting over B.mu: 5x slower than 2 threads.  Running jobs are listed
- * in start order (B.run, B.mu).  late (atomic, written under B.mu)
- * says jobs may wait for growth; the I/O thread reads it after its
- * pre-sleep fence and the submitter kicks it after queueing (the timer
- * kick protocol of poller.c).
+ * look.  The looks come every GROW_NS while they start threads and back
+ * off to PERIOD_MAX while they find only short calls, so a call that
+ * blocks after such a spell waits up to 1 ms for its thread.  A thread
+ * per job on 2 CPUs (64 coroutines reading cached pages through the pool)
+ * spent its time switching among 64 threads and fighting over B.mu: 5x
+ * slower than 2 threads.  Running jobs are listed in start order (B.run,
+ * B.mu).  late (atomic, written under B.mu) says jobs may wait for
+ * growth; the I/O thread reads it after its pre-sleep fence and the
+ * submitter kicks it after queueing (the timer kick protocol of
+ * poller.c).
  *
  * Shutdown (braid__pool_fini, after the workers stopped): queued jobs are
  * withdrawn without waking anyone (their coroutines are abandoned), running

@@ -297,9 +297,6 @@ static braid__coro *runq_pop_owner(braid__worker *w)
     return c;
 }
 
-/* Move half of victim's ring into w's, or some of its oldest spawns;
-   return one to run.  still: the victim has run one coroutine for
-   STILL_NS, so its short ring and its next slot are fair game too. */
 /* ---- tiny spawns ------------------------------------------------------------
  *
  * Stealing a spawn costs both workers: the thief's CAS on the deque's top
@@ -341,6 +338,9 @@ static void judge_probe(braid__worker *w)
     w->probe_k = 0;
 }
 
+/* Move half of victim's ring into w's, or (spawns_ok) some of its oldest
+   spawns; return one to run.  still: the victim has run one coroutine for
+   STILL_NS, so its short ring and its next slot are fair game too. */
 static braid__coro *runq_steal(braid__worker *w, braid__worker *v, bool still,
                                bool spawns_ok)
 {
@@ -446,13 +446,13 @@ static __attribute__((noinline)) braid__coro *pick_local_slow(braid__worker *w)
        while it holds coroutines the I/O thread woke (timers, readiness):
        a burst of local work delays a deadline by a few picks, not by the
        length of the burst. */
-    ++w->tick;
-    if (w->tick % GLOBAL_EVERY == 0) {
+    bool turn = ++w->tick % GLOBAL_EVERY == 0;
+    if (turn) {                 /* deadlines the I/O thread is late with */
         braid__batch b = BRAID__BATCH_INIT;
         if (braid__timers_expire_late(&b))
             braid__ready_batch(&b);
     }
-    if (unlikely(w->tick % GLOBAL_EVERY == 0 ||
+    if (unlikely(turn ||
                  (ld_relaxed(&braid__rt.gq_woken) && (w->tick & 1))) &&
         ld_relaxed(&braid__rt.gq_n) && (c = gq_take(w, 1)))
         goto ran_other;

@@ -14,9 +14,10 @@
  * Invariants (per heap, under h->lock): v[0..n) is a min-heap on ->when;
  * v[i]->slot == i + 1 and v[i]->heap == heap index; a timer not in a heap
  * has slot 0.  h->earliest mirrors v[0]->when (INT64_MAX when empty); it is
- * written under the lock and read without it by the I/O thread (relaxed
- * is enough: a stale value only makes the I/O thread look again, and every
- * arm that lowers it also kicks the I/O thread after unlocking).
+ * written under the lock and read without it by the I/O thread and by
+ * workers looking for late deadlines (relaxed is enough: a stale value
+ * only makes a reader look again or a little later, and every arm that
+ * lowers it also kicks the I/O thread after unlocking).
  * Callbacks run under the lock (see timer.h).
  */
 #include "timer.h"

@@ -11,10 +11,11 @@
  * earliest deadline earlier than the one the I/O thread sleeps towards.
  *
  * A timer's fn runs with the heap lock held (on the I/O thread, or on a
- * worker that found it late), so once
- * braid__timer_stop returns the timer is neither pending nor running: it
- * never fires twice or after its stop returned.  fn must be short and must
- * not take a heap lock (it may claim a waiter and add to the batch).
+ * worker that found it late), so once braid__timer_stop returns the timer
+ * is neither pending nor running: it never fires twice or after its stop
+ * returned.  fn must be short and must not take a heap lock or any lock a
+ * worker may hold while it switches (it may claim a waiter and add to
+ * the batch).
  */
 #ifndef BRAID_TIMER_H
 #define BRAID_TIMER_H

@@ -6,6 +6,7 @@
  * party fires it) and fires each timer once.
  */
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -88,6 +89,21 @@ START_TEST(late_expiry_fires_only_what_is_due)
 }
 END_TEST
 
+/* Without heaps (no runtime, or after fini) arming is refused with -EPERM
+   and nothing fires or breaks. */
+START_TEST(no_heaps_refuses)
+{
+    braid__timers_fini();
+    braid__batch b = BRAID__BATCH_INIT;
+    ck_assert_int_eq(braid__timer_start(&tm[0], braid_now() - 1, on_fire),
+                     -EPERM);
+    ck_assert_int_eq(braid__timers_expire_late(&b), 0);
+    ck_assert_int_eq(braid__timer_stop(&tm[0]), 0);
+    ck_assert_int_eq(fired[0], 0);
+    ck_assert_int_eq(braid__timers_init(3), 0);     /* for teardown */
+}
+END_TEST
+
 /* A thread arms a due timer in the plain threads' heap and keeps that
    heap's lock (a timer_start in progress, as far as anyone can tell):
    late expiry must pass it by rather than wait, and fire it once the lock
@@ -150,6 +166,7 @@ static Suite *timer_suite(void)
     tcase_add_test(tc, stop_removes_before_fire);
     tcase_add_test(tc, late_expiry_fires_only_what_is_due);
     tcase_add_test(tc, late_expiry_passes_a_held_heap_by);
+    tcase_add_test(tc, no_heaps_refuses);
     suite_add_tcase(s, tc);
     return s;
 }
