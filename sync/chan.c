@@ -66,6 +66,7 @@
 #include "../runtime/common.h"
 #include "chan.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -402,21 +403,40 @@ static inline bool fast_recv(braid__chan *ch, const braid_rx *rx, void *elem)
     return true;
 }
 
-BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
+/* braid_send and braid_recv in one body, which both enter by a tail call
+   (their own frames are gone by then).  A coroutine that parks in a send
+   is resumed by one that parked in a receive (cap 0, 1P1C), and the
+   returns after the switch run up the other one's frames: with a body per
+   direction, the CPU's return predictions missed at every frame that
+   differs (twice per switch); with one, only at the return into the
+   caller.  Cap 0 1P1C: 22 to 27 million messages a second. */
+_Static_assert(offsetof(braid_tx, closed) == offsetof(braid_rx, closed),
+               "chan_op reads closed through either handle");
+static __attribute__((noinline))
+int chan_op(braid__chan *ch, void *handle, void *elem, int64_t deadline,
+            bool send)
 {
-    BRAID__FORK_GUARD();
-    if (!tx || (!elem && tx->ch->elem_size))
-        return -EINVAL;
-    braid__chan *ch = tx->ch;
+    /* braid_tx and braid_rx share a layout: closed is at one place. */
+    bool closed = send ? ((braid_tx *)handle)->closed
+                       : ((braid_rx *)handle)->closed;
     braid__waiter *wake = NULL;
+    int r;
     braid__spin_lock(&ch->lock);
-    if (ch->seg_min && fast_send(ch, tx, elem)) {
-        braid__spin_unlock(&ch->lock);
-        return 0;
+    if (send) {
+        if (ch->seg_min && fast_send(ch, handle, elem)) {
+            braid__spin_unlock(&ch->lock);
+            return 0;
+        }
+        r = closed ? -EBADF : try_send(ch, elem, &wake);
+    } else {
+        if (ch->seg_min && fast_recv(ch, handle, elem)) {
+            braid__spin_unlock(&ch->lock);
+            return 0;
+        }
+        r = closed ? -EBADF : try_recv(ch, elem, &wake);
     }
-    int r = tx->closed ? -EBADF : try_send(ch, elem, &wake);
     if (r == 0)
-        return block(ch, (void *)elem, tx, true, deadline);
+        return block(ch, elem, handle, send, deadline);
     braid__spin_unlock(&ch->lock);
     if (wake) {
         braid__chaos_point();   /* the peer stays decided but parked */
@@ -425,27 +445,20 @@ BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
     return r < 0 ? r : 0;
 }
 
+BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
+{
+    BRAID__FORK_GUARD();
+    if (!tx || (!elem && tx->ch->elem_size))
+        return -EINVAL;
+    return chan_op(tx->ch, tx, (void *)elem, deadline, true);
+}
+
 BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
 {
     BRAID__FORK_GUARD();
     if (!rx)
         return -EINVAL;
-    braid__chan *ch = rx->ch;
-    braid__waiter *wake = NULL;
-    braid__spin_lock(&ch->lock);
-    if (ch->seg_min && fast_recv(ch, rx, elem)) {
-        braid__spin_unlock(&ch->lock);
-        return 0;
-    }
-    int r = rx->closed ? -EBADF : try_recv(ch, elem, &wake);
-    if (r == 0)
-        return block(ch, elem, rx, false, deadline);
-    braid__spin_unlock(&ch->lock);
-    if (wake) {
-        braid__chaos_point();   /* the peer stays decided but parked */
-        braid__waiter_wake_now(wake);
-    }
-    return r < 0 ? r : 0;
+    return chan_op(rx->ch, rx, elem, deadline, false);
 }
 
 /* Slots of the smallest segment: about SEG_MIN_BYTES, at least 1, at
