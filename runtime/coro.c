@@ -256,7 +256,7 @@ static braid__coro *coro_new(braid__worker *w, void *(*fn)(void *), void *arg,
     c->id = new_id(w);
     c->name = attr ? attr->name : NULL;
     c->lk = (braid__spin)BRAID__SPIN_INIT;
-    c->done = false;
+    st_relaxed(&c->done, false);
     st_relaxed(&c->waiter, NULL);
     c->joiner = NULL;
     c->since = 0;
@@ -374,11 +374,12 @@ void braid__coro_run(braid__coro *c)
     if (c->flags & CORO_DETACHED)       /* from its spawn: no joiner, ever */
         braid__coro_finish(c, exited);
     /* Claim under lk: a joiner that timed out takes lk before it returns,
-       so its waiter cannot vanish under our CAS. */
+       so its waiter cannot vanish under our claim, and a solo joiner is
+       claimed with plain moves (braid__waiter_claim_locked). */
     braid__spin_lock(&c->lk);
-    c->done = true;
+    st_release(&c->done, true);
     braid__waiter *j = c->joiner;
-    bool won = j && braid__waiter_claim(j, 0);
+    bool won = j && braid__waiter_claim_locked(j, 0);
     braid__spin_unlock(&c->lk);
     if (won) braid__waiter_wake(j, NULL);
     braid__coro_finish(c, exited);
@@ -386,35 +387,57 @@ void braid__coro_run(braid__coro *c)
 
 /* ---- join, detach, cancel ---------------------------------------------------- */
 
+/* Wait until c is done.  0, or -EBUSY / -EAGAIN / a wait's error.
+   Without a deadline the waiter is solo and parks lock-ordered, as a
+   channel's does (chan.c, block): it keeps c->lk until it is off its
+   stack, so the exit that claims it under lk does so with plain moves
+   and the park takes no locked instruction either.  After a successful
+   wait the exit has set done and will not read joiner again: no lock. */
+static int join_wait(braid__coro *c, braid__coro *me, int64_t deadline)
+{
+    braid__waiter w;
+    braid__waiter_init_as(&w, me, "join", c);
+    braid__spin_lock(&c->lk);
+    int r = ld_relaxed(&c->done) ? 1
+          : c->joiner ? -EBUSY
+          : deadline != BRAID_FOREVER && deadline <= braid_now() ? -EAGAIN
+          : 0;
+    if (r) {
+        braid__spin_unlock(&c->lk);
+        return r < 0 ? r : 0;
+    }
+    w.solo = deadline == BRAID_FOREVER;
+    c->joiner = &w;
+    if (w.solo && !(unlikely(braid__chaos) && braid__chaos_coin())) {
+        w.held = &c->lk;
+    } else {
+        braid__spin_unlock(&c->lk);
+        braid__chaos_point();
+    }
+    r = w.held && braid__asym && me && !me->nocancel
+      ? braid__waiter_wait_solo(&w) : braid__waiter_wait(&w, deadline);
+    if (r >= 0)
+        return 0;
+    braid__spin_lock(&c->lk);   /* timed out or cancelled */
+    c->joiner = NULL;
+    bool done = ld_relaxed(&c->done);
+    braid__spin_unlock(&c->lk);
+    return done ? 0 : r;
+}
+
 BRAID_EXPORT int braid_join(braid_task *t, void **result, int64_t deadline)
 {
     braid__coro *c = (braid__coro *)t;
-    if (!c || c == braid__current() || (c->flags & CORO_DETACHED))
+    braid__coro *me = braid__current();
+    if (!c || c == me || (c->flags & CORO_DETACHED))
         return -EINVAL;
     if (braid__forked_child()) return -EPERM;
-    braid__waiter w;
-    braid__waiter_init(&w, "join", c);
-    braid__spin_lock(&c->lk);
-    if (!c->done) {
-        if (c->joiner) {
-            braid__spin_unlock(&c->lk);
-            return -EBUSY;
-        }
-        if (deadline != BRAID_FOREVER && deadline <= braid_now()) {
-            braid__spin_unlock(&c->lk);
-            return -EAGAIN;
-        }
-        c->joiner = &w;
-        braid__spin_unlock(&c->lk);
-        int r = braid__waiter_wait(&w, deadline);
-        braid__spin_lock(&c->lk);
-        c->joiner = NULL;
-        if (r < 0 && !c->done) {
-            braid__spin_unlock(&c->lk);
-            return r;
-        }
+    /* A child that is done already (run by a thief, say) costs no lock:
+       done is stored after result, with release. */
+    if (!ld_acquire(&c->done)) {
+        int r = join_wait(c, me, deadline);
+        if (r) return r;
     }
-    braid__spin_unlock(&c->lk);
     if (result) *result = c->result;
     braid__coro_unref(c);
     return 0;

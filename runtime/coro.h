@@ -42,7 +42,8 @@ typedef struct braid__coro {
         struct braid__coro *batch; /* free: next batch in the pool */
     };
     void *result;                /* written before exit; read by the joiner
-                                    after it saw done under lk */
+                                    after it saw done, or was woken by the
+                                    exit */
     int saved_errno;             /* (owner) errno while switched out */
     unsigned flags;              /* CORO_*; lk after spawn */
     _Atomic int state;           /* CORO_*, for dumps and asserts */
@@ -50,11 +51,14 @@ typedef struct braid__coro {
     _Atomic int refs;
     uint64_t id;                 /* immutable, from 1 */
     const char *name;            /* immutable */
-    braid__spin lk;              /* protects waiter, joiner, done */
+    braid__spin lk;              /* protects waiter, joiner, done; a
+                                    joiner keeps it across its park
+                                    (braid_join) */
     _Atomic int claiming;        /* a party holding a wait-list lock is
                                     deciding our solo waiter with plain
                                     moves (waiter.h) */
-    bool done;                   /* lk */
+    _Atomic bool done;           /* set under lk (release); read under lk,
+                                    or by braid_join without it (acquire) */
     _Atomic(braid__waiter *) waiter; /* current cancellable wait: see
                                     waiter.c for who writes it, and how */
     braid__waiter *joiner;       /* lk: the braid_join waiting for us */

@@ -466,6 +466,91 @@ START_TEST(cancel_join)
 }
 END_TEST
 
+/* A joiner parks holding the child's lock (braid_join, lock-ordered)
+   and the exit claims it with plain moves: race that claim against a
+   cancel of the joiner, and the joiner's park against the exit, many
+   times.  Each round ends exactly one way: the joiner joined (and saw the
+   child's result), or it was cancelled and the child is still joinable. */
+#define RACE_ROUNDS 3000
+
+static void *racing_child(void *arg)
+{
+    for (long i = (long)arg; i > 0; i--) braid_yield();
+    return (void *)42L;
+}
+
+struct race_join { braid_task *child; void *result; };
+
+static void *racing_joiner(void *arg)
+{
+    struct race_join *rj = arg;
+    return (void *)(long)braid_join(rj->child, &rj->result, BRAID_FOREVER);
+}
+
+static void join_race_main(void *arg)
+{
+    (void)arg;
+    int joined = 0, cancelled = 0;
+    for (long i = 0; i < RACE_ROUNDS; i++) {
+        struct race_join rj = { NULL, NULL };
+        braid_task *j;
+        void *r;
+        ck_assert_int_eq(braid_spawn(&rj.child, racing_child,
+                                     (void *)(i % 4), NULL), 0);
+        ck_assert_int_eq(braid_spawn(&j, racing_joiner, &rj, NULL), 0);
+        for (long k = i % 3; k > 0; k--) braid_yield();
+        braid_cancel(j);
+        ck_assert_int_eq(braid_join(j, &r, BRAID_FOREVER), 0);
+        if ((long)r == 0) {
+            ck_assert_ptr_eq(rj.result, (void *)42L);
+            joined++;
+        } else {
+            ck_assert_int_eq((long)r, -ECANCELED);
+            ck_assert_int_eq(braid_join(rj.child, &r, BRAID_FOREVER), 0);
+            ck_assert_ptr_eq(r, (void *)42L);
+            cancelled++;
+        }
+    }
+    ck_assert_int_eq(joined + cancelled, RACE_ROUNDS);
+}
+
+/* A second joiner while one waits is refused, and leaves the first one's
+   wait alone. */
+static braid_sem gate;
+
+static void *gated_child(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(braid_sem_acquire(&gate, BRAID_FOREVER), 0);
+    return (void *)7L;
+}
+
+static void second_joiner_main(void *arg)
+{
+    (void)arg;
+    struct race_join rj = { NULL, NULL };
+    braid_task *j;
+    void *r;
+    ck_assert_int_eq(braid_sem_init(&gate, 0), 0);
+    ck_assert_int_eq(braid_spawn(&rj.child, gated_child, NULL, NULL), 0);
+    ck_assert_int_eq(braid_spawn(&j, racing_joiner, &rj, NULL), 0);
+    braid_sleep(5000000);       /* the first joiner is parked by now */
+    ck_assert_int_eq(braid_join(rj.child, NULL, BRAID_FOREVER), -EBUSY);
+    ck_assert_int_eq(braid_join(rj.child, NULL, 0), -EBUSY);
+    braid_sem_release(&gate);
+    ck_assert_int_eq(braid_join(j, &r, BRAID_FOREVER), 0);
+    ck_assert_int_eq((long)r, 0);
+    ck_assert_ptr_eq(rj.result, (void *)7L);
+}
+
+START_TEST(join_races_cancel_and_exit)
+{
+    ck_assert_int_eq(braid_run(&two, join_race_main, NULL), 0);
+    ck_assert_int_eq(braid_run(&one, join_race_main, NULL), 0);
+    ck_assert_int_eq(braid_run(&two, second_joiner_main, NULL), 0);
+}
+END_TEST
+
 /* Many sleepers wake in deadline order. */
 #define SLEEPERS 100
 
@@ -903,6 +988,7 @@ static Suite *suite(void)
     tcase_add_test(tc, join_with_deadline);
     tcase_add_test(tc, cancel_sleep);
     tcase_add_test(tc, cancel_join);
+    tcase_add_test(tc, join_races_cancel_and_exit);
     tcase_add_test(tc, sleepers_wake_in_order);
     tcase_add_test(tc, errno_across_migration);
     suite_add_tcase(s, tc);
