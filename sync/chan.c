@@ -257,8 +257,8 @@ braid__wnode *claim_first(braid__chan *ch, braid__wlist *q)
     return NULL;
 }
 
-/* The non-blocking halves, inlined into braid_send / braid_recv (their
-   hot path) and wrapped for select.c. */
+/* The non-blocking halves, inlined into chan_op (the body of braid_send
+   and braid_recv) and wrapped for select.c. */
 static inline __attribute__((always_inline))
 int try_send(braid__chan *ch, const void *elem, braid__waiter **wake)
 {
