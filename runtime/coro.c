@@ -408,14 +408,7 @@ static int join_wait(braid__coro *c, braid__coro *me, int64_t deadline)
     }
     w.solo = deadline == BRAID_FOREVER;
     c->joiner = &w;
-    if (w.solo && !(unlikely(braid__chaos) && braid__chaos_coin())) {
-        w.held = &c->lk;
-    } else {
-        braid__spin_unlock(&c->lk);
-        braid__chaos_point();
-    }
-    r = w.held && braid__asym && me && !me->nocancel
-      ? braid__waiter_wait_solo(&w) : braid__waiter_wait(&w, deadline);
+    r = braid__waiter_wait_locked(&w, &c->lk, deadline);
     if (r >= 0)
         return 0;
     braid__spin_lock(&c->lk);   /* timed out or cancelled */

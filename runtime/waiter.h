@@ -232,6 +232,28 @@ int braid__waiter_wait(braid__waiter *w, int64_t deadline);
    uncancellable scopes. */
 int braid__waiter_wait_solo(braid__waiter *w);
 
+/* Wait on a list whose lock the caller holds and on which w is already
+   linked (w->solo set before that, when deadline is BRAID_FOREVER).  A
+   solo waiter keeps the lock until it is off its stack (lock-ordered
+   parking, waiter.c parked_solo), so no party can reach it half-parked;
+   any other waiter unlocks first.  Chaos mode unlocks now and then, maybe
+   yields, and lets a party decide us before we park.  The lock is free
+   when this returns.  Channels (chan.c) and braid_join use it. */
+static inline __attribute__((always_inline))
+int braid__waiter_wait_locked(braid__waiter *w, braid__spin *lock,
+                              int64_t deadline)
+{
+    braid__coro *me = w->coro;
+    if (w->solo && !(unlikely(braid__chaos) && braid__chaos_coin())) {
+        w->held = lock;
+    } else {
+        braid__spin_unlock(lock);
+        braid__chaos_point();
+    }
+    return w->held && braid__asym && me && !me->nocancel
+         ? braid__waiter_wait_solo(w) : braid__waiter_wait(w, deadline);
+}
+
 /* An uncancellable scope for the calling coroutine (nests): waits inside
    it ignore braid_cancel (the flag stays set for later calls).  For
    cleanup that must complete: relocking after a cond wait, waiting for a

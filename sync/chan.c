@@ -356,19 +356,7 @@ int block(braid__chan *ch, void *elem, const void *handle, bool send,
     braid__waiter_init_as(&w, me, send ? "chan send" : "chan recv", ch);
     w.solo = deadline == BRAID_FOREVER;
     braid__chan_enqueue(ch, &node, send);
-    /* A solo waiter keeps ch->lock until it is off its stack (waiter.c,
-       parked_solo): no peer can reach it half-parked.  Chaos mode takes
-       the other way now and then: unlock, maybe yield, and let a peer
-       decide us before we park. */
-    if (w.solo && !(unlikely(braid__chaos) && braid__chaos_coin())) {
-        w.held = &ch->lock;
-    } else {
-        braid__spin_unlock(&ch->lock);
-        braid__chaos_point();
-    }
-
-    r = w.held && braid__asym && me && !me->nocancel
-      ? braid__waiter_wait_solo(&w) : braid__waiter_wait(&w, deadline);
+    r = braid__waiter_wait_locked(&w, &ch->lock, deadline);
     if (r < 0)                  /* timed out or cancelled: our pin is ours */
         braid__chan_leave(ch, &node, send);
     return r < 0 ? r : braid__chan_result(r);
