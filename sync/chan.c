@@ -391,8 +391,8 @@ static inline bool fast_recv(braid__chan *ch, const braid_rx *rx, void *elem)
     return true;
 }
 
-/* braid_send and braid_recv in one body, which both enter by a tail call
-   (their own frames are gone by then).  A coroutine that parks in a send
+/* The general case of braid_send and braid_recv: one body for both
+   directions, entered by a tail call.  A coroutine that parks in a send
    is resumed by one that parked in a receive (cap 0, 1P1C), and the
    returns after the switch run up the other one's frames: with a body per
    direction, the CPU's return predictions missed at every frame that
@@ -410,6 +410,8 @@ int chan_op(braid__chan *ch, void *handle, void *elem, int64_t deadline,
     braid__waiter *wake = NULL;
     int r;
     braid__spin_lock(&ch->lock);
+    /* A buffered channel came here from its entry point's fast path, with
+       the lock dropped since: the buffer may have moved meanwhile. */
     if (send) {
         if (ch->seg_min && fast_send(ch, handle, elem)) {
             braid__spin_unlock(&ch->lock);
@@ -433,12 +435,38 @@ int chan_op(braid__chan *ch, void *handle, void *elem, int64_t deadline,
     return r < 0 ? r : 0;
 }
 
+/* A buffered channel's steady state, else chan_op (which locks again: a
+   full or empty buffer, once per burst).  Kept out of the entry points so
+   that they build no frame on the way to chan_op (an unbuffered channel);
+   inside chan_op the steady state was 6% slower (cap 128 1P1C). */
+static __attribute__((noinline))
+int send_buffered(braid__chan *ch, braid_tx *tx, const void *elem,
+                  int64_t deadline)
+{
+    braid__spin_lock(&ch->lock);
+    bool done = fast_send(ch, tx, elem);
+    braid__spin_unlock(&ch->lock);
+    return done ? 0 : chan_op(ch, tx, (void *)elem, deadline, true);
+}
+
+static __attribute__((noinline))
+int recv_buffered(braid__chan *ch, braid_rx *rx, void *elem,
+                  int64_t deadline)
+{
+    braid__spin_lock(&ch->lock);
+    bool done = fast_recv(ch, rx, elem);
+    braid__spin_unlock(&ch->lock);
+    return done ? 0 : chan_op(ch, rx, elem, deadline, false);
+}
+
 BRAID_EXPORT int braid_send(braid_tx *tx, const void *elem, int64_t deadline)
 {
     BRAID__FORK_GUARD();
     if (!tx || (!elem && tx->ch->elem_size))
         return -EINVAL;
-    return chan_op(tx->ch, tx, (void *)elem, deadline, true);
+    braid__chan *ch = tx->ch;
+    return ch->seg_min ? send_buffered(ch, tx, elem, deadline)
+                       : chan_op(ch, tx, (void *)elem, deadline, true);
 }
 
 BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
@@ -446,7 +474,9 @@ BRAID_EXPORT int braid_recv(braid_rx *rx, void *elem, int64_t deadline)
     BRAID__FORK_GUARD();
     if (!rx)
         return -EINVAL;
-    return chan_op(rx->ch, rx, elem, deadline, false);
+    braid__chan *ch = rx->ch;
+    return ch->seg_min ? recv_buffered(ch, rx, elem, deadline)
+                       : chan_op(ch, rx, elem, deadline, false);
 }
 
 /* Slots of the smallest segment: about SEG_MIN_BYTES, at least 1, at
