@@ -404,12 +404,13 @@ static __attribute__((noinline))
 int chan_op(braid__chan *ch, void *handle, void *elem, int64_t deadline,
             bool send)
 {
-    /* braid_tx and braid_rx share a layout: closed is at one place. */
-    bool closed = send ? ((braid_tx *)handle)->closed
-                       : ((braid_rx *)handle)->closed;
     braid__waiter *wake = NULL;
     int r;
     braid__spin_lock(&ch->lock);
+    /* Under the lock (a close may race with us); braid_tx and braid_rx
+       share a layout, so closed is at one place. */
+    bool closed = send ? ((braid_tx *)handle)->closed
+                       : ((braid_rx *)handle)->closed;
     /* A buffered channel came here from its entry point's fast path, with
        the lock dropped since: the buffer may have moved meanwhile. */
     if (send) {
