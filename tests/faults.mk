@@ -4,6 +4,6 @@
 ## (braid__stack_fail_next, braid__coro_fail_next).
 check_PROGRAMS += tests/check_faults
 TESTS += tests/check_faults
-tests_check_faults_SOURCES = tests/check_faults.c
+tests_check_faults_SOURCES = tests/check_faults.c tests/emulated.h
 tests_check_faults_CFLAGS = $(TEST_CFLAGS)
 tests_check_faults_LDADD = $(TEST_LIBS)

@@ -24,7 +24,7 @@ tests_check_timer_SOURCES = tests/check_timer.c
 tests_check_timer_CFLAGS = $(TEST_CFLAGS)
 tests_check_timer_LDADD = $(TEST_LIBS)
 
-tests_check_runtime_SOURCES = tests/check_runtime.c
+tests_check_runtime_SOURCES = tests/check_runtime.c tests/emulated.h
 tests_check_runtime_CFLAGS = $(TEST_CFLAGS)
 tests_check_runtime_LDADD = $(TEST_LIBS)
 
