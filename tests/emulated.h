@@ -1,7 +1,7 @@
 /*
  * emulated.h - checks that know when they run under a user-mode emulator.
  *
- * `tools/dev cross-aarch64` runs the suites of an aarch64 build under
+ * `tools/dev ports` runs the suites of an aarch64 build under
  * qemu-user, through tools/qemu-wrap, which sets BRAID_TEST_EMULATED=1.
  * The emulator lives inside the tested process and does not do all the
  * kernel does (qemu 7.2, measured):
