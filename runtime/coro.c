@@ -291,7 +291,7 @@ static int check_attr(const braid_attr *a)
 BRAID_EXPORT int braid_go(void (*fn)(void *), void *arg)
 {
     if (!fn) return -EINVAL;
-    if (!braid__running()) return -EPERM;
+    if (!braid__running_inline()) return -EPERM;
     int err;
     braid__coro_spawn((void *(*)(void *))(void (*)(void))fn, arg, NULL,
                       CORO_DETACHED | CORO_GO, &err);
@@ -302,7 +302,7 @@ BRAID_EXPORT int braid_spawn(braid_task **t, void *(*fn)(void *), void *arg,
                              const braid_attr *attr)
 {
     if (!t || !fn || check_attr(attr)) return -EINVAL;
-    if (!braid__running()) return -EPERM;
+    if (!braid__running_inline()) return -EPERM;
     int err;
     braid__coro *c = braid__coro_spawn(fn, arg, attr, 0, &err);
     if (c) *t = (braid_task *)c;

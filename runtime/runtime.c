@@ -40,7 +40,7 @@ bool braid__forked_child(void) { return atomic_load_explicit(&braid__forked, mem
 
 bool braid__running(void)
 {
-    return ld_acquire(&braid__rt.running) && !braid__forked_child();
+    return braid__running_inline();
 }
 
 /* CPUs this process may use: affinity mask, then the cgroup v2 quota. */

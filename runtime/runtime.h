@@ -160,6 +160,14 @@ struct braid__rt {
 
 extern struct braid__rt braid__rt;
 
+/* braid__running() inline, for the spawn path (a call to it and one to
+   braid__forked_child were 20 instructions of a 600-instruction spawn). */
+static inline bool braid__running_inline(void)
+{
+    return ld_acquire(&braid__rt.running) &&
+           !atomic_load_explicit(&braid__forked, memory_order_relaxed);
+}
+
 /* sched.c, for runtime.c */
 int  braid__sched_start(void);
 void braid__sched_stop(void);       /* joins the worker threads */
