@@ -7,11 +7,12 @@
  * kernel mapping, so a million stacks cost a handful of mappings.
  *
  * Overflow: every stack gets a guard page where the kernel has guard
- * regions (Linux >= 6.13, see install_guards); elsewhere the first
- * BRAID_STACK_GUARDS (env; default 8192) stacks get a PROT_NONE page
- * (mprotect splits the mapping, so those are budgeted to stay far below
- * the kernel's 65,530 mappings); the SIGSEGV
- * handler (sched.c) names the coroutine.  Every stack, guarded or not, has
+ * regions (Linux >= 6.13, see install_guards; the first is checked to
+ * fault, as an emulator may accept the call and install nothing);
+ * elsewhere the first BRAID_STACK_GUARDS (env; default 8192) stacks get a
+ * PROT_NONE page (mprotect splits the mapping, so those are budgeted to
+ * stay far below the kernel's 65,530 mappings); the SIGSEGV handler
+ * (sched.c) names the coroutine.  Every stack, guarded or not, has
  * its lowest page as a red zone that must stay zero: the scheduler checks
  * the stack pointer against it at every switch-out and the red zone's top
  * word at exit, and aborts with the coroutine's name and stack size.
@@ -29,6 +30,7 @@
  */
 #include "stack.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -151,18 +153,53 @@ static int push_free(pool *p, char *lo, bool guarded)
    the mapping (two more per stack) and takes the mmap write lock, so only
    the first BRAID_STACK_GUARDS stacks get one.  Returns whether the slab
    is guarded. */
-static _Atomic int madv_guard = 1;   /* 1 try madvise, 0 it is unsupported */
+enum { MADV_NO, MADV_YES, MADV_UNTRIED };
+static _Atomic int madv_guard = MADV_UNTRIED;
+
+/* Does the guard region at p fault?  The kernel's copy from it must fail
+   with EFAULT.  An emulator can accept MADV_GUARD_INSTALL and do nothing
+   (qemu-user 7.2 returns 0): overflows would then run silently into the
+   stack below, so such a guard is not trusted.  Without a pipe (fds
+   exhausted) there is no telling: the kernel's word is taken. */
+static bool guard_faults(const char *p)
+{
+    int fd[2], saved = errno;
+    bool ok = true;
+    if (pipe2(fd, O_CLOEXEC) == 0) {
+        ok = write(fd[1], p, 1) < 0 && errno == EFAULT;
+        close(fd[0]);
+        close(fd[1]);
+    }
+    errno = saved;
+    return ok;
+}
+
+int braid__stack_guard_kind(void)
+{
+    switch (ld_relaxed(&madv_guard)) {
+    case MADV_YES: return BRAID__GUARD_REGIONS;
+    case MADV_NO: return BRAID__GUARD_MPROTECT;
+    default: return BRAID__GUARD_UNKNOWN;
+    }
+}
 
 static bool install_guards(char *base, size_t n, size_t slotsz)
 {
     if (S.no_guards) return false;        /* BRAID_STACK_GUARDS=0 */
-    if (ld_relaxed(&madv_guard)) {
+    int m = ld_relaxed(&madv_guard);
+    if (m != MADV_NO) {
         size_t i = 0;
         while (i < n && madvise(base + i * slotsz, PAGE, MADV_GUARD_INSTALL) == 0)
             i++;
-        if (i == n) return true;
-        if (i > 0) return false;          /* partial: treat as unguarded */
-        st_relaxed(&madv_guard, 0);       /* EINVAL: fall back for good */
+        if (i == n && m == MADV_YES) return true;
+        if (i == n && guard_faults(base)) {
+            st_relaxed(&madv_guard, MADV_YES);
+            return true;
+        }
+        if (i > 0 && i < n) return false; /* partial: treat as unguarded */
+        /* EINVAL (Linux < 6.13), or guards that do not fault: mprotect,
+           for good (a no-op guard leaves nothing to undo). */
+        st_relaxed(&madv_guard, MADV_NO);
     }
     if (atomic_fetch_sub(&S.guards_left, (long)n) < (long)n) return false;
     for (size_t i = 0; i < n; i++)

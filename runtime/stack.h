@@ -46,6 +46,12 @@ void braid__stacks_release_all(void);
 /* Mappings created for stacks so far (slabs + guard splits). */
 long braid__stacks_mappings(void);
 
+/* How slabs are guarded: BRAID__GUARD_REGIONS (madvise guard regions,
+   checked to fault), BRAID__GUARD_MPROTECT (the first BRAID_STACK_GUARDS
+   stacks), or BRAID__GUARD_UNKNOWN before the first guarded slab. */
+enum { BRAID__GUARD_UNKNOWN, BRAID__GUARD_REGIONS, BRAID__GUARD_MPROTECT };
+int braid__stack_guard_kind(void);
+
 /* Fault injection for tests: the next n slab mappings fail. */
 void braid__stack_fail_next(int n);
 
