@@ -1308,7 +1308,12 @@ int64_t braid__sched_monitor(int64_t now)
             v->mon_switches = sw;
             v->mon_since = now;
         } else if (now - v->mon_since >= MONITOR_NS) {
-            drain_stuck(v, &b);
+            /* A lone worker's queue has nowhere else to go: moved to the
+               global queue it only comes back in FIFO order, which turns
+               a depth-first fork-join walk breadth-first (tens of MB of
+               stacks) whenever the OS preempts the worker for 5 ms. */
+            if (braid__rt.nworkers > 1)
+                drain_stuck(v, &b);
             v->mon_since = now;
         }
     }
