@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "braid.h"
@@ -259,6 +260,35 @@ START_TEST(fork_join_runs_depth_first)
     ck_assert_int_eq(braid_run(&two, fib_main, &r), 0);
     ck_assert_int_eq(r, RUNNING_ON_VALGRIND ? 987 : 75025);
     (void)grew;
+}
+END_TEST
+
+/* The I/O thread's monitor moves the queues of a worker that has not
+   switched for 5 ms to the global queue, for other workers to run.  A lone
+   worker has no other: its spawns must stay where they are, newest first.
+   Here the worker's thread blocks for 30 ms (as when the OS preempts it)
+   with ten spawns queued; they must still run last-spawned first. */
+static int order_seen[10], order_n;
+
+static void order_child(void *arg) { order_seen[order_n++] = (int)(intptr_t)arg; }
+
+static void stuck_main(void *arg)
+{
+    (void)arg;
+    order_n = 0;
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(braid_go(order_child, (void *)(intptr_t)i), 0);
+    struct timespec ts = { 0, 30 * 1000 * 1000 };
+    nanosleep(&ts, NULL);               /* the worker's thread, stuck */
+}
+
+START_TEST(lone_worker_stuck_keeps_depth_first)
+{
+    ck_assert_int_eq(braid_run(&one, stuck_main, NULL), 0);
+    ck_assert_int_eq(order_n, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(order_seen[i] == 9 - i, "run %d was spawn %d",
+                      i, order_seen[i]);
 }
 END_TEST
 
@@ -979,6 +1009,7 @@ static Suite *suite(void)
     tcase_add_test(tc, spawn_enomem);
     tcase_add_test(tc, spawners_held_back_all_return);
     tcase_add_test(tc, fork_join_runs_depth_first);
+    tcase_add_test(tc, lone_worker_stuck_keeps_depth_first);
     suite_add_tcase(s, tc);
     tc = tcase_create("fairness");
     tcase_set_timeout(tc, 60);
