@@ -30,8 +30,10 @@
  *    never keep their address across a call that may switch.
  *  - The default stack is 64 KiB (BRAID_STACK_SIZE / braid_config).  Every
  *    stack gets a guard page where the kernel has guard regions (Linux >=
- *    6.13, madvise MADV_GUARD_INSTALL: no extra mapping); on older kernels
- *    only the first BRAID_STACK_GUARDS (8192) do, through mprotect.
+ *    6.13, madvise MADV_GUARD_INSTALL: no extra mapping; the first one is
+ *    checked to fault, since an emulator such as qemu-user may accept the
+ *    call and install nothing); elsewhere only the first
+ *    BRAID_STACK_GUARDS (8192) do, through mprotect.
  *    BRAID_STACK_GUARDS=0 turns guards off.  Every stack also has a red
  *    zone checked at each switch: an overflow aborts with
  *    "coroutine <id> (<name>) overflowed its <N>-byte stack".
