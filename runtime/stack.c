@@ -153,8 +153,7 @@ static int push_free(pool *p, char *lo, bool guarded)
    the mapping (two more per stack) and takes the mmap write lock, so only
    the first BRAID_STACK_GUARDS stacks get one.  Returns whether the slab
    is guarded. */
-enum { MADV_NO, MADV_YES, MADV_UNTRIED };
-static _Atomic int madv_guard = MADV_UNTRIED;
+static _Atomic int guard_kind = BRAID__GUARD_UNKNOWN;   /* until a slab */
 
 /* Does the guard region at p fault?  The kernel's copy from it must fail
    with EFAULT.  An emulator can accept MADV_GUARD_INSTALL and do nothing
@@ -174,32 +173,24 @@ static bool guard_faults(const char *p)
     return ok;
 }
 
-int braid__stack_guard_kind(void)
-{
-    switch (ld_relaxed(&madv_guard)) {
-    case MADV_YES: return BRAID__GUARD_REGIONS;
-    case MADV_NO: return BRAID__GUARD_MPROTECT;
-    default: return BRAID__GUARD_UNKNOWN;
-    }
-}
+int braid__stack_guard_kind(void) { return ld_relaxed(&guard_kind); }
 
 static bool install_guards(char *base, size_t n, size_t slotsz)
 {
     if (S.no_guards) return false;        /* BRAID_STACK_GUARDS=0 */
-    int m = ld_relaxed(&madv_guard);
-    if (m != MADV_NO) {
+    int kind = ld_relaxed(&guard_kind);
+    if (kind != BRAID__GUARD_MPROTECT) {
         size_t i = 0;
         while (i < n && madvise(base + i * slotsz, PAGE, MADV_GUARD_INSTALL) == 0)
             i++;
-        if (i == n && m == MADV_YES) return true;
-        if (i == n && guard_faults(base)) {
-            st_relaxed(&madv_guard, MADV_YES);
+        if (i == n && (kind == BRAID__GUARD_REGIONS || guard_faults(base))) {
+            st_relaxed(&guard_kind, BRAID__GUARD_REGIONS);
             return true;
         }
         if (i > 0 && i < n) return false; /* partial: treat as unguarded */
         /* EINVAL (Linux < 6.13), or guards that do not fault: mprotect,
            for good (a no-op guard leaves nothing to undo). */
-        st_relaxed(&madv_guard, MADV_NO);
+        st_relaxed(&guard_kind, BRAID__GUARD_MPROTECT);
     }
     if (atomic_fetch_sub(&S.guards_left, (long)n) < (long)n) return false;
     for (size_t i = 0; i < n; i++)

@@ -48,7 +48,8 @@ long braid__stacks_mappings(void);
 
 /* How slabs are guarded: BRAID__GUARD_REGIONS (madvise guard regions,
    checked to fault), BRAID__GUARD_MPROTECT (the first BRAID_STACK_GUARDS
-   stacks), or BRAID__GUARD_UNKNOWN before the first guarded slab. */
+   stacks), or BRAID__GUARD_UNKNOWN before the first slab (and with
+   BRAID_STACK_GUARDS=0). */
 enum { BRAID__GUARD_UNKNOWN, BRAID__GUARD_REGIONS, BRAID__GUARD_MPROTECT };
 int braid__stack_guard_kind(void);
 

@@ -83,6 +83,7 @@
 
 #include "braid.h"
 #include "emulated.h"
+#include "../runtime/stack.h"         /* braid__stack_guard_kind */
 
 /* Fault-injection hooks of the core library (runtime/stack.c, coro.c). */
 void braid__stack_fail_next(int n);
@@ -1397,9 +1398,6 @@ START_TEST(stack_overflow_message)
 }
 END_TEST
 
-/* The runtime's word on its guards (runtime/stack.h). */
-int braid__stack_guard_kind(void);
-enum { GUARD_UNKNOWN, GUARD_REGIONS, GUARD_MPROTECT };
 
 static void spawn_one(void *arg)
 {
@@ -1431,10 +1429,10 @@ START_TEST(stack_guards_fault)
     close(p[1]);
     munmap(m, 8192);
     fprintf(stderr, "stack guards: %s (guard regions %s here)\n",
-            kind == GUARD_REGIONS ? "guard regions" :
-            kind == GUARD_MPROTECT ? "mprotect" : "unknown",
+            kind == BRAID__GUARD_REGIONS ? "guard regions" :
+            kind == BRAID__GUARD_MPROTECT ? "mprotect" : "unknown",
             real ? "fault" : "absent or fake");
-    ck_assert_int_eq(kind, real ? GUARD_REGIONS : GUARD_MPROTECT);
+    ck_assert_int_eq(kind, real ? BRAID__GUARD_REGIONS : BRAID__GUARD_MPROTECT);
 }
 END_TEST
 
